@@ -94,7 +94,10 @@ class Summary:
             "rows_rejected": self.rows_rejected,
             "seconds": round(self.seconds, 3),
             "workers": self.workers,
-            "rows_per_second": round(self.rows_in / self.seconds) if self.seconds > 0 else 0,
+            # Throughput of the parse and publish; an unchanged run parses nothing.
+            "rows_per_second": (
+                round(self.rows_in / self.seconds) if self.changed and self.seconds > 0 else 0
+            ),
         }
         out.update(self.extra)
         return out
@@ -209,7 +212,8 @@ class SourceDigests(threading.Thread):
             self.error = error
 
     def digests(self) -> list[publish.SourceFile]:
-        self.join()
+        if self.ident is not None:  # started as a thread; unchanged_generation calls run()
+            self.join()
         if self.error is not None:
             raise DataError(f"cannot read a source file while hashing it: {self.error}")
         assert self.result is not None
@@ -382,17 +386,21 @@ def build_generation(
     columns_dir = staged / "columns"
     columns_dir.mkdir(parents=True)
     schema, files, row_count = [], {}, 0
-    for column in output_columns:
+    for position, column in enumerate(output_columns):
         values = load(column.name)
         if permutation is not None:
             values = values.take(permutation)
         row_count = len(values)
         data = encode_column(values, column.type, encoding=column.encoding)
         del values
-        relative = f"columns/{column.name}.rdc"
+        relative = fmt.column_file_name(position)
         digest = fmt.write_column(staged / relative, data)
         files[relative] = {"size": digest.size, "sha256": digest.sha256}
-        schema.append((column, data, relative))
+        null_count = 0 if data.valid is None else int(data.length - data.valid.sum())
+        schema.append(
+            fmt.ColumnSchema(column.name, column.type, column.nullable, data.encoding, relative,
+                             null_count)
+        )
         del data
     return row_count, schema, files
 
@@ -413,7 +421,7 @@ def write_manifest(
         sources=[{"path": s.path, "size": s.size, "sha256": s.sha256} for s in sources],
         input_fingerprint=fingerprint,
         etl_version=RODATA_VERSION,
-        format_version=list(fmt.FORMAT_VERSION),
+        format_version=fmt.FORMAT_VERSION,
         extra=extra,
     )
     fmt.write_manifest(staged, manifest)
@@ -541,7 +549,7 @@ def run(options: RunOptions) -> Summary:
             )
         finally:
             pool.close(kill=killed)
-            publish.clean_staging(dataset_dir)
+            publish.clean_staging(dataset_dir, quiet=True)
 
 
 def force_key_not_null(spec: DatasetSpec, columns: list[Column]) -> list[Column]:
@@ -647,4 +655,4 @@ def merge(options: RunOptions) -> Summary:
                 rows_rejected=rows_rejected, started=started, workers=options.workers,
             )
         finally:
-            publish.clean_staging(dataset_dir)
+            publish.clean_staging(dataset_dir, quiet=True)

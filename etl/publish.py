@@ -21,8 +21,8 @@ from pathlib import Path
 from rodata import format as fmt
 
 log = logging.getLogger("rodata.etl")
-STAGING = ".staging"
-GENERATIONS = "generations"
+STAGING = fmt.STAGING_DIR
+GENERATIONS = fmt.GENERATIONS_DIR
 LOCK_FILE = ".lock"
 
 
@@ -74,8 +74,14 @@ def dataset_lock(dataset_dir: Path):
         handle.close()
 
 
-def clean_staging(dataset_dir: Path, *, keep: set[str] = frozenset()) -> list[str]:
-    """Delete leftovers of interrupted runs under .staging/ (except names in `keep`)."""
+def clean_staging(
+    dataset_dir: Path, *, keep: set[str] = frozenset(), quiet: bool = False
+) -> list[str]:
+    """Delete everything under .staging/ except names in `keep`; return the names removed.
+
+    Called at the start of a run (leftovers of interrupted runs, logged) and at its end (the
+    run's own scratch files, with `quiet`).
+    """
     staging = dataset_dir / STAGING
     removed = []
     if not staging.is_dir():
@@ -88,7 +94,7 @@ def clean_staging(dataset_dir: Path, *, keep: set[str] = frozenset()) -> list[st
         else:
             entry.unlink(missing_ok=True)
         removed.append(entry.name)
-    if removed:
+    if removed and not quiet:
         log.info("removed %d leftover(s) of interrupted runs from %s", len(removed), staging)
     return removed
 

@@ -30,6 +30,8 @@ from typing import Any
 
 import yaml
 
+from rodata.format import is_valid_name
+
 STORAGE_TYPES = (
     "int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64",
     "float32", "float64", "bool", "date", "timestamp", "string",
@@ -158,8 +160,11 @@ def parse_spec(raw: Any, *, origin: str = "<spec>") -> DatasetSpec:
         raise fail(f"unknown field(s) {sorted(unknown)}; allowed: {sorted(TOP_LEVEL_KEYS)}")
 
     name = raw.get("name")
-    if not isinstance(name, str) or not NAME_PATTERN.match(name):
-        raise fail(f"'name' must match {NAME_PATTERN.pattern} (got {name!r})")
+    if not isinstance(name, str) or not is_valid_name(name):
+        raise fail(
+            f"'name' must be 1-128 letters, digits, '.', '_' or '-', starting with a letter or "
+            f"digit (got {name!r}); it becomes a directory name"
+        )
 
     sources = raw.get("sources")
     if isinstance(sources, str):
@@ -202,8 +207,11 @@ def parse_spec(raw: Any, *, origin: str = "<spec>") -> DatasetSpec:
         if extra:
             raise fail(f"{label}: unknown field(s) {sorted(extra)}; allowed: {sorted(COLUMN_KEYS)}")
         column_name = item.get("name")
-        if not isinstance(column_name, str) or not NAME_PATTERN.match(column_name):
-            raise fail(f"{label}: 'name' must match {NAME_PATTERN.pattern} (got {column_name!r})")
+        if not isinstance(column_name, str) or not column_name or column_name.startswith("__"):
+            raise fail(
+                f"{label}: 'name' must be the column's name in the source header "
+                f"(a non-empty string not starting with '__'; got {column_name!r})"
+            )
         if column_name in seen:
             raise fail(f"{label}: column {column_name!r} is declared twice")
         seen.add(column_name)
