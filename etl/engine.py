@@ -252,7 +252,8 @@ def choose_shard_bytes(total: int, parts: int, limit: int) -> int:
     """Return the shard size: at most `limit`, and small enough to give every part work."""
     if total <= 0:
         return limit
-    return max(1 << 16, min(limit, -(-total // max(parts, 1))))
+    # Below 64 KiB per part the per-task cost dominates, unless the caller asks for less.
+    return min(limit, max(1 << 16, -(-total // max(parts, 1))))
 
 
 def infer_types(pool: Pool, spec, headers, shards) -> dict[str, str]:
