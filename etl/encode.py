@@ -20,7 +20,7 @@ DICTIONARY_MAX_VALUES = 65536
 DICTIONARY_MIN_REPEAT = 4
 
 
-def encode_column(values: pa.Array, storage_type: str, *, encoding: str = "auto") -> "fmt.ColumnData":
+def encode_column(values: pa.Array, storage_type: str, *, encoding: str = "auto") -> fmt.ColumnData:
     """Return the ColumnData for one whole column of `storage_type`."""
     valid = None
     if values.null_count:

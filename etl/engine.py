@@ -19,7 +19,7 @@ import threading
 import time
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from dataclasses import asdict, dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from multiprocessing import get_context
 from pathlib import Path
 
@@ -27,16 +27,21 @@ import numpy as np
 import pyarrow as pa
 
 from etl import publish
-from etl.encode import encode_column
-from etl.parse import RECORD_COLUMN, CsvReadPlan, Reject
+from etl.assemble import ColumnTask, load_values, write_output_column
+from etl.parse import CsvReadPlan, Reject
 from etl.progress import Progress
 from etl.schema import Column, check_key, merge_inferred, pinned_spec, resolve_columns
 from etl.sharding import DEFAULT_SHARD_BYTES, Header, Shard, plan_shards, read_header
 from etl.shardwork import (
-    InferTask, ShardOutcome, ShardTask, init_worker, run_infer, run_shard,
+    InferTask,
+    ShardOutcome,
+    ShardTask,
+    init_worker,
+    run_infer,
+    run_shard,
 )
 from etl.sortkey import first_duplicate, key_order
-from etl.spec import DatasetSpec, SpecError, dump_spec, load_spec
+from etl.spec import DatasetSpec, dump_spec, load_spec
 from rodata import __version__ as RODATA_VERSION
 from rodata import format as fmt
 
@@ -199,7 +204,7 @@ class SourceDigests(threading.Thread):
         super().__init__(name="source-digests", daemon=True)
         self.sources = sources
         self.result: list[publish.SourceFile] | None = None
-        self.error: BaseException | None = None
+        self.error: OSError | None = None
 
     def run(self) -> None:
         try:
@@ -208,7 +213,7 @@ class SourceDigests(threading.Thread):
                                    publish.sha256_file(s.absolute))
                 for s in self.sources
             ]
-        except BaseException as error:  # reported by digests()
+        except OSError as error:  # reported by digests()
             self.error = error
 
     def digests(self) -> list[publish.SourceFile]:
@@ -322,57 +327,35 @@ def check_rejects(outcomes, limit: int, rejects_file: Path) -> int:
 
 def new_generation_id(fingerprint: str) -> str:
     """Return a generation name that sorts by creation time."""
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     return f"{now:%Y%m%dT%H%M%S%fZ}-{fingerprint[:8]}"
 
 
-def _column_chunks(outcomes: list[ShardOutcome], name: str) -> pa.ChunkedArray:
-    # Each call maps the shard files again and drops them afterwards, so that only one column's
-    # pages are mapped at a time.
-    chunks = []
-    for outcome in outcomes:
-        with pa.memory_map(outcome.output, "r") as source:
-            table = pa.ipc.open_file(source).read_all()
-            chunks.extend(table.column(name).chunks)
-    return chunks
-
-
-def _column(outcomes: list[ShardOutcome], name: str, arrow_type: pa.DataType) -> pa.Array:
-    chunks = _column_chunks(outcomes, name)
-    if not chunks:
-        return pa.array([], arrow_type)
-    if pa.types.is_string(arrow_type):
-        chunks = [chunk.cast(pa.large_string()) for chunk in chunks]
-    return pa.chunked_array(chunks).combine_chunks()
-
-
-def row_ids(outcomes: list[ShardOutcome]) -> pa.Array:
-    """Return the synthetic row id (1-based record position in source order) of every row."""
-    parts = []
-    base = 0
-    for outcome in outcomes:
-        records = _column(outcomes=[outcome], name=RECORD_COLUMN, arrow_type=pa.int64())
-        parts.append(records.to_numpy() + (base + 1))
-        base += outcome.records
-    return pa.array(np.concatenate(parts) if parts else np.zeros(0, np.int64))
-
-
 def build_generation(
-    spec: DatasetSpec, columns: list[Column], outcomes: list[ShardOutcome], staged: Path
+    pool: Pool, spec: DatasetSpec, columns: list[Column], outcomes: list[ShardOutcome],
+    staged: Path,
 ) -> tuple[int, list, dict]:
     """Sort, encode and write every column under `staged/columns`; return rows, schema, files."""
     output_columns: list[Column] = []
     if spec.row_id:
         output_columns.append(Column(spec.row_id, "int64", False, ()))
     output_columns.extend(columns)
+    shard_files = tuple(o.output for o in outcomes)
+    shard_records = tuple(o.records for o in outcomes)
+
+    def task(position: int, column: Column, permutation: str | None) -> ColumnTask:
+        relative = fmt.column_file_name(position)
+        return ColumnTask(
+            column.name, column.type, column.nullable, column.encoding, shard_files,
+            shard_records, column.name == spec.row_id, permutation, str(staged / relative),
+            relative,
+        )
+
+    positions = {c.name: i for i, c in enumerate(output_columns)}
     by_name = {c.name: c for c in output_columns}
-
-    def load(name: str) -> pa.Array:
-        if name == spec.row_id:
-            return row_ids(outcomes)
-        return _column(outcomes, name, by_name[name].arrow_type)
-
-    keys = pa.table({name: load(name) for name in spec.key})
+    keys = pa.table({
+        name: load_values(task(positions[name], by_name[name], None)) for name in spec.key
+    })
     order = key_order(keys)
     if order.duplicate_rows and not spec.allow_duplicate_keys:
         ordered = keys if order.permutation is None else keys.take(pa.array(order.permutation))
@@ -382,27 +365,20 @@ def build_generation(
             f"{example}; make the key unique or set allow_duplicate_keys: true in the spec"
         )
     del keys
-    permutation = None if order.permutation is None else pa.array(order.permutation)
+    permutation_path = None
+    if order.permutation is not None:
+        permutation_path = str(staged.parent / f"{staged.name}.permutation.npy")
+        np.save(permutation_path, order.permutation)
 
-    columns_dir = staged / "columns"
-    columns_dir.mkdir(parents=True)
+    (staged / "columns").mkdir(parents=True)
+    tasks = [task(i, c, permutation_path) for i, c in enumerate(output_columns)]
     schema, files, row_count = [], {}, 0
-    for position, column in enumerate(output_columns):
-        values = load(column.name)
-        if permutation is not None:
-            values = values.take(permutation)
-        row_count = len(values)
-        data = encode_column(values, column.type, encoding=column.encoding)
-        del values
-        relative = fmt.column_file_name(position)
-        digest = fmt.write_column(staged / relative, data)
-        files[relative] = {"size": digest.size, "sha256": digest.sha256}
-        null_count = 0 if data.valid is None else int(data.length - data.valid.sum())
-        schema.append(
-            fmt.ColumnSchema(column.name, column.type, column.nullable, data.encoding, relative,
-                             null_count)
-        )
-        del data
+    for column_task, (entry, length, digest) in zip(tasks, pool.map(write_output_column, tasks)):
+        schema.append(entry)
+        files[column_task.relative] = digest
+        row_count = length
+    if permutation_path is not None:
+        os.unlink(permutation_path)
     return row_count, schema, files
 
 
@@ -413,7 +389,7 @@ def write_manifest(
     manifest = fmt.Manifest(
         dataset=spec.name,
         generation=generation,
-        created=datetime.now(timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z"),
+        created=datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z"),
         row_count=row_count,
         key=list(spec.key),
         key_unique=not spec.allow_duplicate_keys,
@@ -442,7 +418,7 @@ def prepare(options: RunOptions):
 
 
 def finish_and_publish(
-    *, options, spec, columns, sources, digests: SourceDigests, outcomes, dataset_dir: Path,
+    *, pool: Pool, options, spec, columns, sources, digests: SourceDigests, outcomes, dataset_dir: Path,
     staging_root: Path, rows_rejected, started, workers, inferred_path=None,
 ) -> Summary:
     """Assemble outcomes into a generation and publish it, unless the inputs are unchanged."""
@@ -460,7 +436,7 @@ def finish_and_publish(
     staged = staging_root / generation
     staged.mkdir(parents=True)
     log.info("%s: writing generation %s", spec.name, generation)
-    row_count, schema, files = build_generation(spec, columns, outcomes, staged)
+    row_count, schema, files = build_generation(pool, spec, columns, outcomes, staged)
     extra = {
         "spec_digest": spec.digest(),
         "source_stats": [[s.path, s.size, s.mtime_ns] for s in sources],
@@ -536,18 +512,18 @@ def run(options: RunOptions) -> Summary:
                 progress = Progress(dataset=spec.name, total_bytes=total,
                                     interval=options.progress_interval)
             outcomes = parse_shards(pool, spec, columns, headers, shards, work_dir, progress)
-            pool.close()
-            killed = False
 
             limit = options.max_rejects if options.max_rejects is not None else spec.max_rejects
             rejects_file = Path(options.rejects_file or dataset_dir / "rejects.csv")
             rows_rejected = check_rejects(outcomes, limit, rejects_file)
-            return finish_and_publish(
-                options=options, spec=spec, columns=columns, sources=sources, digests=digests,
-                outcomes=outcomes, dataset_dir=dataset_dir, staging_root=staging_root,
-                rows_rejected=rows_rejected, started=started, workers=workers,
-                inferred_path=inferred_path,
+            summary = finish_and_publish(
+                pool=pool, options=options, spec=spec, columns=columns, sources=sources,
+                digests=digests, outcomes=outcomes, dataset_dir=dataset_dir,
+                staging_root=staging_root, rows_rejected=rows_rejected, started=started,
+                workers=workers, inferred_path=inferred_path,
             )
+            killed = False
+            return summary
         finally:
             pool.close(kill=killed)
             publish.clean_staging(dataset_dir, quiet=True)
@@ -648,12 +624,18 @@ def merge(options: RunOptions) -> Summary:
         rejects_file = Path(options.rejects_file or dataset_dir / "rejects.csv")
         digests = SourceDigests(sources)
         digests.start()
+        pool = Pool(options.workers)
+        killed = True
         try:
             rows_rejected = check_rejects(outcomes, limit, rejects_file)
-            return finish_and_publish(
-                options=options, spec=spec, columns=columns, sources=sources, digests=digests,
-                outcomes=outcomes, dataset_dir=dataset_dir, staging_root=staging_root,
-                rows_rejected=rows_rejected, started=started, workers=options.workers,
+            summary = finish_and_publish(
+                pool=pool, options=options, spec=spec, columns=columns, sources=sources,
+                digests=digests, outcomes=outcomes, dataset_dir=dataset_dir,
+                staging_root=staging_root, rows_rejected=rows_rejected, started=started,
+                workers=options.workers,
             )
+            killed = False
+            return summary
         finally:
+            pool.close(kill=killed)
             publish.clean_staging(dataset_dir, quiet=True)

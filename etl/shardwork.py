@@ -55,11 +55,11 @@ def init_worker() -> None:
         pass  # not Linux: a killed parent leaves workers to finish their current shard
 
 
-def read_range(path: str, start: int, end: int) -> bytes:
-    """Return bytes [start, end) of `path`."""
-    with open(path, "rb") as handle:
-        handle.seek(start)
-        return handle.read(end - start)
+def read_range(path: str, start: int, end: int) -> pa.Buffer:
+    """Return bytes [start, end) of `path` as a buffer over a memory map (no copy)."""
+    with pa.memory_map(path, "r") as source:
+        source.seek(start)
+        return source.read_buffer(end - start)
 
 
 def first_line_number(path: str, offset: int) -> int:
@@ -87,9 +87,8 @@ def run_shard(task: ShardTask) -> ShardOutcome:
     del data
 
     temporary = task.output + ".part"
-    with pa.OSFile(temporary, "wb") as sink:
-        with pa.ipc.new_file(sink, result.table.schema) as writer:
-            writer.write_table(result.table)
+    with pa.OSFile(temporary, "wb") as sink, pa.ipc.new_file(sink, result.table.schema) as writer:
+        writer.write_table(result.table)
     os.replace(temporary, task.output)
 
     return ShardOutcome(

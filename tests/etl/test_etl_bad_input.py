@@ -5,8 +5,6 @@ from __future__ import annotations
 import csv
 from pathlib import Path
 
-import pytest
-
 from conftest import run_etl
 from etl_helpers import current_dir, read_rows, write_spec
 
@@ -117,7 +115,7 @@ def test_rejects_within_limit_publish_good_rows(tmp_path):
 
 
 def test_rejects_identical_for_any_shard_size(tmp_path):
-    sources, spec, root = setup(tmp_path, BAD * 40, SPEC.replace("row_id: id\n", "row_id: id\nallow_duplicate_keys: true\n"))
+    sources, spec, _ = setup(tmp_path, BAD * 40, SPEC.replace("row_id: id\n", "row_id: id\nallow_duplicate_keys: true\n"))
     header_lines = 39  # the header line repeats as a record in the copies after the first
     outcomes = []
     for shard_mib in ("1", "0.0001"):

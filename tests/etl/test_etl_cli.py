@@ -6,8 +6,8 @@ import io
 import json
 
 import pytest
-
 from conftest import SPEC_DIR, run_etl
+
 from etl.cli import build_parser
 from etl.progress import Progress
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import resource
-import shutil
 import signal
 import subprocess
 import sys
@@ -17,8 +16,8 @@ import time
 from pathlib import Path
 
 import pytest
-
 from conftest import REPO_ROOT, SPEC_DIR, run_etl
+
 from rodata import format as fmt
 
 pytestmark = pytest.mark.slow
@@ -52,7 +51,9 @@ def start_run(root: Path, sources: Path, *extra: str, preexec=None) -> subproces
         [sys.executable, "-m", "etl", "run", "--spec", str(SPEC_DIR / "flights.yaml"),
          "--data-root", str(root), "--source-dir", str(sources), "--no-progress",
          "--shard-mib", "1", *extra],
-        env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=preexec,
+        # The child runs only setrlimit and signal in preexec_fn, which are safe after fork.
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        preexec_fn=preexec,  # noqa: PLW1509
     )
 
 

@@ -7,9 +7,9 @@ import random
 from datetime import datetime
 
 import pytest
-
 from conftest import SPEC_DIR, run_etl
 from etl_helpers import read_rows
+
 from rodata import format as fmt
 
 pytestmark = pytest.mark.slow

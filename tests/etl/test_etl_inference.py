@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from etl_helpers import column_bytes, current_dir, read_rows, write_spec
+
 from etl.engine import RunOptions, run
 from etl.spec import load_spec
-from etl_helpers import column_bytes, current_dir, read_rows, write_spec
 
 
 def test_types_inferred_over_all_shards(tmp_path):

@@ -7,7 +7,6 @@ import subprocess
 import sys
 
 import pytest
-
 from conftest import REPO_ROOT, SPEC_DIR, run_etl
 from etl_helpers import column_bytes, current_dir
 

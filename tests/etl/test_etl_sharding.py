@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import csv
 import io
+import itertools
 import random
-from pathlib import Path
 
 import pytest
+from etl_helpers import column_bytes, current_dir, read_rows, write_spec
 
 from etl.engine import RunOptions, run
 from etl.sharding import plan_shards, read_header
-from etl_helpers import column_bytes, current_dir, read_rows, write_spec
 
 TEXTS = [
     "plain", "comma, inside", 'say ""hi""', "line\nbreak", "crlf\r\nbreak", "café",
@@ -49,7 +49,7 @@ def test_shards_cut_at_record_boundaries(tmp_path, shard_bytes):
 
     assert shards[0].start == header.data_start
     assert shards[-1].end == len(data)
-    assert all(a.end == b.start for a, b in zip(shards, shards[1:]))
+    assert all(a.end == b.start for a, b in itertools.pairwise(shards))
     pieces = [records_of(data[s.start:s.end]) for s in shards]
     assert [r for piece in pieces for r in piece] == records_of(data)[1:]
 
