@@ -18,6 +18,7 @@ from __future__ import annotations
 import csv
 import io
 import itertools
+import mmap
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -104,20 +105,19 @@ def _first_record_end(data: bytes, offset: int, quote: bytes) -> int | None:
 
 def count_quotes(path: str, start: int, end: int, quote: int) -> int:
     """Return how many `quote` bytes lie in [start, end) of `path` (runs in a worker)."""
-    total = 0
     needle = bytes((quote,))
-    with open(path, "rb") as handle:
-        handle.seek(start)
-        remaining = end - start
-        while remaining > 0:
-            block = handle.read(min(remaining, 16 << 20))
-            if not block:
-                break
-            # find() is a memchr scan, several times faster than count() on quote-free text.
-            if block.find(needle) >= 0:
-                total += block.count(needle)
-            remaining -= len(block)
-    return total
+    if end <= start:
+        return 0
+    with open(path, "rb") as handle, mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ) as view:
+        # find() is a memchr scan over the mapping with no copy, several times faster than
+        # reading and counting; quote-free text (the common case) needs nothing else.
+        first = view.find(needle, start, end)
+        if first < 0:
+            return 0
+        total = 0
+        for block_start in range(first, end, 16 << 20):
+            total += view[block_start : min(block_start + (16 << 20), end)].count(needle)
+        return total
 
 
 def next_record_start(path: str, position: int, limit: int, inside: bool, quote: int) -> int:

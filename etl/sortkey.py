@@ -35,7 +35,8 @@ def key_order(keys: pa.Table) -> KeyOrder:
         return KeyOrder(None, 0)
     permutation: np.ndarray | None
     if keys.num_columns == 1 and _is_sorted(keys.column(0)):
-        permutation = None
+        values = keys.column(0).to_numpy()
+        return KeyOrder(None, int(np.count_nonzero(values[1:] == values[:-1])))
     else:
         indices = pc.sort_indices(keys, sort_keys=[(name, "ascending") for name in keys.column_names])
         permutation = indices.to_numpy().astype(np.int64, copy=False)
