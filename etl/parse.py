@@ -1,9 +1,10 @@
 """Per-shard parsing and typing of CSV records with pyarrow's CSV reader.
 
-Fast path: one `pyarrow.csv.read_csv` call over the shard's bytes with the final types. Columns
-whose missing markers equal the most common marker set among typed columns ("direct" columns)
-are converted by the CSV reader itself; string columns and typed columns with other markers are
-read as text and converted here, so each column gets exactly its own markers.
+Fast path: one `pyarrow.csv.read_csv` call over the shard's bytes with the final types. The CSV
+reader converts the "direct" columns itself: non-nullable typed columns, and nullable typed
+columns whose missing markers equal the most common marker set among them. String columns and
+the other typed columns are read as text and converted here, so each column gets exactly its
+own markers.
 
 Slow path, only for a shard where the fast path fails: Python's csv module splits the shard into
 records with their line numbers, bad records are rejected (wrong field count, invalid UTF-8, a
@@ -168,8 +169,8 @@ def read_shard(
 ) -> ShardTable:
     """Return the typed rows of one shard, using the slow path when the fast path fails.
 
-    `line_of()` returns the file line number of the shard's first byte; it is called only on the
-    slow path because it counts the newlines before the shard.
+    `line_of()` returns the file line number of the shard's first byte. Only the slow path calls
+    it, because it counts the newlines before the shard.
     """
     try:
         table = read_fast(data, plan, trailing=trailing)

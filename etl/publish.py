@@ -3,7 +3,7 @@
 A generation is built under <dataset>/.staging/<generation>/, every file is fsynced (the format
 writer fsyncs column files; the manifest and directories are fsynced here), the directory is
 renamed into <dataset>/generations/ and only then CURRENT is replaced atomically. Until that last
-step readers see the previous generation; a run that dies earlier leaves only files under
+step readers see the previous generation. A run that dies earlier leaves only files under
 .staging/, which no reader opens and which the next run deletes.
 """
 
@@ -106,7 +106,7 @@ def sha256_file(path: str | os.PathLike, chunk: int = 8 << 20) -> str:
 
 
 def input_fingerprint(sources: list[SourceFile], spec_digest: str) -> str:
-    """Return the digest that says whether a run would reproduce the same generation."""
+    """Return the digest of everything a generation is built from: format, spec and sources."""
     digest = hashlib.sha256()
     digest.update(f"format {fmt.FORMAT_VERSION}\nspec {spec_digest}\n".encode())
     for source in sources:

@@ -10,7 +10,7 @@ A cut after a LF byte never falls inside a multi-byte UTF-8 character, because U
 every byte of a multi-byte character at 0x80 or above.
 
 NOTE: a quote character inside an unquoted field (such as `5'10"` with `"` as the quote) breaks
-the parity rule; such a file needs `csv.quote` set to a character it does not contain.
+the parity rule, so such a file needs `csv.quote` set to a character it does not contain.
 """
 
 from __future__ import annotations
@@ -29,12 +29,12 @@ BOM = b"\xef\xbb\xbf"
 LF = 0x0A
 SCAN_WINDOW = 1 << 20
 # Larger shards amortize per-task costs, smaller ones balance the pool and bound worker memory
-# (a worker holds about 3x its shard size: the raw bytes, the parsed Arrow table and the output).
+# (a worker keeps about 3x its shard size in memory: source bytes, Arrow table and output).
 DEFAULT_SHARD_BYTES = 32 << 20
 
 
 class SourceError(ValueError):
-    """A source file cannot be read as the spec says; the message names the file."""
+    """A source file cannot be read with the spec's settings; the message names the file."""
 
 
 @dataclass(frozen=True)
@@ -49,7 +49,7 @@ class Header:
 
 @dataclass(frozen=True)
 class Shard:
-    """A byte range [start, end) of one source file that holds whole records only."""
+    """A byte range [start, end) of one source file, containing whole records only."""
 
     ordinal: int          # position in file order over all sources, from 0
     file_index: int

