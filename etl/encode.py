@@ -29,41 +29,56 @@ def encode_column(values: pa.Array, storage_type: str, *, encoding: str = "auto"
     if storage_type == "string":
         return _encode_strings(values, valid, encoding)
 
+    # The raw value buffer is used as is: ColumnData.fixed zeroes the slots of null rows.
     if storage_type == "bool":
-        array = pc.fill_null(values, False).to_numpy(zero_copy_only=False).astype(np.bool_)
+        bits = np.frombuffer(values.buffers()[1], dtype=np.uint8)
+        array = np.unpackbits(bits, bitorder="little")[values.offset : values.offset + len(values)]
+        array = array.astype(np.bool_)
     elif storage_type == "date":
-        days = pc.fill_null(values.cast(pa.int32()), 0).to_numpy(zero_copy_only=False)
+        days = _value_buffer(values, np.dtype("<i4"))
         array = days.astype("<i8").view("<M8[D]")
     elif storage_type == "timestamp":
-        micros = pc.fill_null(values.cast(pa.int64()), 0).to_numpy(zero_copy_only=False)
-        array = micros.astype("<i8", copy=False).view("<M8[us]")
+        array = _value_buffer(values, np.dtype("<i8")).view("<M8[us]")
     else:
-        filled = pc.fill_null(values, pa.scalar(0, values.type))
-        array = filled.to_numpy(zero_copy_only=False).astype(fmt.numpy_dtype(storage_type))
-    return fmt.ColumnData.fixed(storage_type, np.ascontiguousarray(array), valid)
+        array = _value_buffer(values, fmt.numpy_dtype(storage_type))
+    return fmt.ColumnData.fixed(storage_type, array, valid)
 
 
-def choose_dictionary(values: pa.Array, encoding: str) -> pa.Array | None:
-    """Return the sorted distinct values when the column should be dictionary-encoded."""
+def _value_buffer(values: pa.Array, dtype: np.dtype) -> np.ndarray:
+    """Return the fixed-width value buffer of `values` as a numpy view (null slots unspecified)."""
+    if len(values) == 0:
+        return np.zeros(0, dtype)
+    buffer = values.buffers()[1]
+    return np.frombuffer(buffer, dtype=dtype)[values.offset : values.offset + len(values)]
+
+
+def dictionary_codes(values: pa.Array, encoding: str) -> tuple[np.ndarray, pa.Array] | None:
+    """Return (codes, sorted dictionary) when the column should be dictionary-encoded.
+
+    Codes index the dictionary sorted by UTF-8 bytes; null rows get code 0.
+    """
     if encoding == "plain" or len(values) == 0:
         return None
-    distinct = pc.unique(values.drop_null())
+    encoded = pc.dictionary_encode(values, null_encoding="mask")
+    distinct = encoded.dictionary
     if encoding == "auto" and (
         len(distinct) > DICTIONARY_MAX_VALUES
         or len(distinct) * DICTIONARY_MIN_REPEAT > len(values)
     ):
         return None
     # Arrow compares binary values byte by byte, which is UTF-8 byte order for strings.
-    order = pc.sort_indices(distinct.cast(pa.large_binary()))
-    return distinct.take(order)
+    order = pc.sort_indices(distinct.cast(pa.large_binary())).to_numpy()
+    rank = np.empty(len(order), dtype=np.int64)
+    rank[order] = np.arange(len(order))
+    indices = pc.fill_null(encoded.indices, 0).to_numpy(zero_copy_only=False)
+    codes = rank[indices] if len(order) else np.zeros(len(values), np.int64)
+    return codes, distinct.take(pa.array(order))
 
 
 def _encode_strings(values: pa.Array, valid: np.ndarray | None, encoding: str):
-    dictionary = choose_dictionary(values, encoding)
-    if dictionary is not None:
-        codes = pc.fill_null(pc.index_in(values, value_set=dictionary), 0).to_numpy(
-            zero_copy_only=False
-        )
+    encoded = dictionary_codes(values, encoding)
+    if encoded is not None:
+        codes, dictionary = encoded
         code_type = np.uint8 if len(dictionary) <= 256 else (
             np.uint16 if len(dictionary) <= 65536 else np.int32
         )
@@ -75,7 +90,10 @@ def _encode_strings(values: pa.Array, valid: np.ndarray | None, encoding: str):
 
 def string_buffers(values: pa.Array) -> tuple[np.ndarray, np.ndarray]:
     """Return (int64 offsets of n + 1 entries starting at 0, uint8 UTF-8 bytes) of `values`."""
-    large = pc.if_else(values.is_valid(), values, pa.scalar("", values.type)).cast(pa.large_string())
+    if values.null_count:
+        # Null slots may cover bytes in Arrow; stored null rows must be empty strings.
+        values = pc.if_else(values.is_valid(), values, pa.scalar("", values.type))
+    large = values.cast(pa.large_string())
     if isinstance(large, pa.ChunkedArray):
         large = large.combine_chunks()
     _, offsets_buffer, data_buffer = large.buffers()
@@ -85,4 +103,4 @@ def string_buffers(values: pa.Array) -> tuple[np.ndarray, np.ndarray]:
         np.frombuffer(data_buffer, dtype=np.uint8)[start:stop]
         if data_buffer is not None else np.zeros(0, np.uint8)
     )
-    return (offsets - start).astype("<i8"), data.copy()
+    return (offsets - start).astype("<i8"), data
