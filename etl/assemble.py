@@ -14,6 +14,7 @@ import pyarrow as pa
 from etl.encode import encode_column
 from etl.parse import RECORD_COLUMN
 from etl.schema import ARROW_TYPES
+from etl.shardwork import peak_rss_kib
 from rodata import format as fmt
 
 
@@ -67,8 +68,12 @@ def load_values(task: ColumnTask) -> pa.Array:
     return read_column(task.shard_files, task.name, ARROW_TYPES[task.type])
 
 
-def write_output_column(task: ColumnTask) -> fmt.ColumnSchema:
-    """Build, reorder, encode and write one column; return its manifest entry and digest."""
+def write_output_column(task: ColumnTask) -> tuple[fmt.ColumnSchema, int, dict, int]:
+    """Build, reorder, encode and write one column.
+
+    Returns the manifest entry, the row count, the file's size and digest, and this process's
+    peak RSS in KiB.
+    """
     values = load_values(task)
     if task.permutation is not None:
         values = values.take(pa.array(np.load(task.permutation, mmap_mode="r")))
@@ -78,4 +83,5 @@ def write_output_column(task: ColumnTask) -> fmt.ColumnSchema:
     null_count = 0 if data.valid is None else int(data.length - data.valid.sum())
     entry = fmt.ColumnSchema(task.name, task.type, task.nullable, data.encoding, task.relative,
                              null_count)
-    return entry, data.length, {"size": digest.size, "sha256": digest.sha256}
+    digest_entry = {"size": digest.size, "sha256": digest.sha256}
+    return entry, data.length, digest_entry, peak_rss_kib()

@@ -37,6 +37,7 @@ from etl.shardwork import (
     ShardOutcome,
     ShardTask,
     init_worker,
+    peak_rss_kib,
     run_infer,
     run_shard,
 )
@@ -157,6 +158,7 @@ class Pool:
 
     def __init__(self, workers: int) -> None:
         self.workers = workers
+        self.peak_rss_kib = 0  # largest peak RSS a worker task reported
         self.executor = None
         if workers > 1:
             self.executor = ProcessPoolExecutor(
@@ -291,6 +293,7 @@ def parse_shards(
 
     def done(task: ShardTask, outcome: ShardOutcome) -> None:
         outcomes[outcome.ordinal] = outcome
+        pool.peak_rss_kib = max(pool.peak_rss_kib, outcome.peak_rss_kib)
         if progress is not None:
             progress.advance(rows=outcome.records, nbytes=outcome.nbytes)
 
@@ -373,10 +376,12 @@ def build_generation(
     (staged / "columns").mkdir(parents=True)
     tasks = [task(i, c, permutation_path) for i, c in enumerate(output_columns)]
     schema, files, row_count = [], {}, 0
-    for column_task, (entry, length, digest) in zip(tasks, pool.map(write_output_column, tasks)):
+    results = pool.map(write_output_column, tasks)
+    for column_task, (entry, length, digest, peak_kib) in zip(tasks, results):
         schema.append(entry)
         files[column_task.relative] = digest
         row_count = length
+        pool.peak_rss_kib = max(pool.peak_rss_kib, peak_kib)
     if permutation_path is not None:
         os.unlink(permutation_path)
     return row_count, schema, files
@@ -453,7 +458,14 @@ def finish_and_publish(
     seconds = time.monotonic() - started
     log.info("%s: published generation %s: %d rows in %.2f s", spec.name, generation,
              row_count, seconds)
-    extra_summary = {"path": str(dataset_dir / publish.GENERATIONS / generation)}
+    extra_summary = {
+        "path": str(dataset_dir / publish.GENERATIONS / generation),
+        # With one worker the tasks run in the parent, so both numbers are the parent's.
+        "peak_rss_mib_parent": round(peak_rss_kib() / 1024),
+        "peak_rss_mib_worker": round(
+            max(pool.peak_rss_kib, max((o.peak_rss_kib for o in outcomes), default=0)) / 1024
+        ),
+    }
     if inferred_path:
         extra_summary["inferred_spec"] = str(inferred_path)
     return Summary(spec.name, generation, True, rows_in, row_count, rows_rejected, seconds,

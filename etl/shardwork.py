@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import ctypes
 import os
+import resource
 import signal
 from dataclasses import dataclass, field
 
@@ -41,6 +42,12 @@ class ShardOutcome:
     output: str
     reject_count: int = 0
     rejects: list[Reject] = field(default_factory=list)
+    peak_rss_kib: int = 0
+
+
+def peak_rss_kib() -> int:
+    """Return this process's peak resident set size in KiB (Linux reports KiB)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 
 
 def init_worker() -> None:
@@ -99,6 +106,7 @@ def run_shard(task: ShardTask) -> ShardOutcome:
         output=task.output,
         reject_count=len(result.rejects),
         rejects=result.rejects[:MAX_REJECTS_LISTED],
+        peak_rss_kib=peak_rss_kib(),
     )
 
 
