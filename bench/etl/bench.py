@@ -46,9 +46,9 @@ def commands(csv: Path, work: Path, threads: int) -> dict[str, tuple[str, str]]:
     return {
         "rodata-etl": (
             f"rm -rf {root}",
-            f"env PYTHONPATH={REPO} {python} -m etl run --spec {REPO}/bench/etl/flights30.yaml "
+            (f"env PYTHONPATH={REPO} {python} -m etl run --spec {REPO}/bench/etl/flights30.yaml "
             f"--data-root {root} --source-dir {csv.parent} --workers {threads} --no-progress "
-            "--log-level warning",
+            "--log-level warning"),
         ),
         "duckdb": (
             f"rm -f {out}/duckdb.parquet",
