@@ -28,12 +28,12 @@ import pyarrow as pa
 
 from etl import publish
 from etl.assemble import ColumnTask, load_values, write_output_column
-from etl.parse import CsvReadPlan, Reject
+from etl.parse import Reject
 from etl.progress import Progress
 from etl.schema import Column, check_key, merge_inferred, pinned_spec, resolve_columns
-from etl.sharding import DEFAULT_SHARD_BYTES, Header, Shard, plan_shards, read_header
+from etl.readers import reader_for
+from etl.sharding import DEFAULT_SHARD_BYTES, Header, Shard
 from etl.shardwork import (
-    InferTask,
     ShardOutcome,
     ShardTask,
     init_worker,
@@ -137,7 +137,7 @@ def resolve_sources(spec: DatasetSpec, source_dir: str) -> list[publish.SourceFi
 def read_headers(spec: DatasetSpec, sources: list[publish.SourceFile]) -> list[Header]:
     """Return each source's header; all sources must name the same columns in the same order."""
     headers = [
-        read_header(s.absolute, delimiter=spec.csv.delimiter, quote=spec.csv.quote)
+        reader_for(spec).read_header(s.absolute)
         for s in sources
     ]
     for source, header in zip(sources[1:], headers[1:]):
@@ -268,8 +268,7 @@ def infer_types(pool: Pool, spec, headers, shards) -> dict[str, str]:
     names = tuple(headers[0].names)
     missing = {name: spec.missing_for(name) for name in names}
     tasks = [
-        InferTask(shard, names, missing, spec.csv.delimiter, spec.csv.quote,
-                  headers[shard.file_index].trailing_delimiter)
+        reader_for(spec).infer_task(shard, names, missing, headers[shard.file_index])
         for shard in shards
     ]
     merged = {name: "null" for name in names}
@@ -283,7 +282,7 @@ def parse_shards(
     pool: Pool, spec, columns, headers, shards: list[Shard], work_dir: Path, progress: Progress | None
 ) -> list[ShardOutcome]:
     """Parse `shards` in the pool into Arrow files under `work_dir`; return outcomes by ordinal."""
-    plan = CsvReadPlan.build(columns, delimiter=spec.csv.delimiter, quote=spec.csv.quote)
+    plan = reader_for(spec).read_plan(columns)
     tasks = [
         ShardTask(shard, plan, headers[shard.file_index].trailing_delimiter,
                   str(work_dir / f"shard-{shard.ordinal:06d}.arrow"))
@@ -497,8 +496,9 @@ def run(options: RunOptions) -> Summary:
             total = sum(h.size - h.data_start for h in headers)
             shard_bytes = choose_shard_bytes(total, workers, options.shard_bytes)
             files = [(s.absolute, h) for s, h in zip(sources, headers)]
-            shards = plan_shards(files, shard_bytes=shard_bytes, quote=spec.csv.quote,
-                                 map_function=pool.map)
+            shards = reader_for(spec).plan_shards(
+                files, shard_bytes=shard_bytes, map_function=pool.map
+            )
             log.info("%s: %d source file(s), %d bytes, %d shard(s) on %d worker(s)",
                      spec.name, len(sources), total, len(shards), workers)
 
@@ -579,8 +579,9 @@ def run_shard_part(options: RunOptions) -> Summary:
     killed = True
     try:
         files = [(s.absolute, h) for s, h in zip(sources, headers)]
-        shards = plan_shards(files, shard_bytes=shard_bytes, quote=spec.csv.quote,
-                             map_function=pool.map)
+        shards = reader_for(spec).plan_shards(
+            files, shard_bytes=shard_bytes, map_function=pool.map
+        )
         mine = [s for s in shards if s.ordinal % count == index]
         log.info("%s: shard process %d of %d takes %d of %d shard(s)", spec.name, index, count,
                  len(mine), len(shards))
