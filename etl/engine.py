@@ -30,8 +30,8 @@ from etl import publish
 from etl.assemble import ColumnTask, load_values, write_output_column
 from etl.parse import Reject
 from etl.progress import Progress
-from etl.schema import Column, check_key, merge_inferred, pinned_spec, resolve_columns
 from etl.readers import reader_for
+from etl.schema import Column, check_key, merge_inferred, pinned_spec, resolve_columns
 from etl.sharding import DEFAULT_SHARD_BYTES, Header, Shard
 from etl.shardwork import (
     ShardOutcome,
