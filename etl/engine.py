@@ -304,6 +304,8 @@ def check_rejects(outcomes, limit: int, rejects_file: Path) -> int:
     """Write the reject file; raise DataError when the rejects exceed `limit`."""
     count = sum(o.reject_count for o in outcomes)
     if count == 0:
+        # A reject file left by an earlier run would describe data that is no longer there.
+        rejects_file.unlink(missing_ok=True)
         return 0
     listed: list[Reject] = [r for o in outcomes for r in o.rejects][:REJECTS_LISTED]
     rejects_file.parent.mkdir(parents=True, exist_ok=True)
