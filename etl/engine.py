@@ -492,6 +492,8 @@ def run(options: RunOptions) -> Summary:
         staging_root = dataset_dir / publish.STAGING
         work_dir = staging_root / f"run-{os.getpid()}"
         work_dir.mkdir(parents=True)
+        digests = SourceDigests(sources)
+        digests.start()
         pool = Pool(workers)
         killed = True
         try:
@@ -519,8 +521,6 @@ def run(options: RunOptions) -> Summary:
             columns = force_key_not_null(spec, columns)
             check_key(spec, columns)
 
-            digests = SourceDigests(sources)
-            digests.start()
             progress = None
             if options.show_progress:
                 progress = Progress(dataset=spec.name, total_bytes=total,
