@@ -424,8 +424,8 @@ def prepare(options: RunOptions):
 
 
 def finish_and_publish(
-    *, pool: Pool, options, spec, columns, sources, digests: SourceDigests, outcomes, dataset_dir: Path,
-    staging_root: Path, rows_rejected, started, workers, inferred_path=None,
+    *, pool: Pool, options, spec, columns, sources, digests: SourceDigests, outcomes,
+    dataset_dir: Path, staging_root: Path, rows_rejected, started, workers, inferred_path=None,
 ) -> Summary:
     """Assemble outcomes into a generation and publish it, unless the inputs are unchanged."""
     hashed = digests.digests()
