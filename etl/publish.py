@@ -97,20 +97,20 @@ def clean_staging(
     return removed
 
 
-def sha256_file(path: str | os.PathLike, chunk: int = 8 << 20) -> str:
+def sha256_file(path: str | os.PathLike, chunk: int = 32 << 20) -> str:
     """Return the hex SHA-256 of a file's content."""
     digest = hashlib.sha256()
     with open(path, "rb") as handle:
         size = os.fstat(handle.fileno()).st_size
         if size == 0:
             return digest.hexdigest()
-        # Hashing slices of a memory map avoids copying the file into Python buffers.
-        with mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ) as mapped:
-            view = memoryview(mapped)
-            try:
-                for start in range(0, size, chunk):
-                    digest.update(view[start : start + chunk])
-            finally:
+        # Hashing a memory map avoids copying the file into Python buffers. One window is mapped
+        # at a time, because mapped file pages count in the process's RSS while mapped.
+        for start in range(0, size, chunk):
+            length = min(chunk, size - start)
+            with mmap.mmap(handle.fileno(), length, access=mmap.ACCESS_READ, offset=start) as window:
+                view = memoryview(window)
+                digest.update(view)
                 view.release()
     return digest.hexdigest()
 
