@@ -93,9 +93,16 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=10_103_280, help="data rows in the CSV")
     parser.add_argument("--table-only", action="store_true",
                         help="print the table from an existing results.json and exit")
+    parser.add_argument("--interleave", action="store_true",
+                        help="instead of hyperfine, run the tools round-robin --runs times under "
+                             "/usr/bin/time -v and report the fastest run of each (steadier "
+                             "when other work shares the machine)")
     args = parser.parse_args()
     if args.table_only:
         print(markdown(json.loads((args.work / "results.json").read_text())))
+        return
+    if args.interleave:
+        interleave(args)
         return
 
     results = {"machine": {
@@ -131,6 +138,60 @@ def main() -> None:
     print(markdown(results))
 
 
+def timed_run(command: str, cores: str) -> dict:
+    """Run `command` once under /usr/bin/time -v; return wall and CPU seconds and peak RSS."""
+    result = subprocess.run(
+        ["taskset", "-c", cores, "/usr/bin/time", "-v", "sh", "-c", command],
+        capture_output=True, text=True, check=True,
+    )
+
+    def field(label: str) -> str:
+        return re.search(rf"{re.escape(label)}: (\S+)", result.stderr).group(1)
+
+    wall = 0.0
+    for part in field("Elapsed (wall clock) time (h:mm:ss or m:ss)").split(":"):
+        wall = wall * 60 + float(part)
+    return {
+        "wall_s": wall,
+        "cpu_s": float(field("User time (seconds)")) + float(field("System time (seconds)")),
+        "peak_rss_mib": int(field("Maximum resident set size (kbytes)")) / 1024,
+    }
+
+
+def interleave(args) -> None:
+    """Run every (tool, cores) pair once per round, --runs rounds; keep each pair's fastest."""
+    results = {"machine": {
+        "cpus_allowed": len(os.sched_getaffinity(0)), "cpu": _cpu_model(),
+        "kernel": platform.release(), "python": platform.python_version(),
+        "load_average_before": os.getloadavg(), "mode": "interleaved, fastest of --runs",
+    }, "runs": []}
+    pairs = []
+    for threads, cores in ((1, "0"), (2, "0,1")):
+        (args.work / f"out-{threads}").mkdir(parents=True, exist_ok=True)
+        for tool, (prepare, command) in commands(args.csv, args.work, threads).items():
+            pairs.append((tool, threads, cores, prepare, command))
+    samples: dict[tuple[str, int], list[dict]] = {}
+    for round_number in range(args.runs):
+        for tool, threads, cores, prepare, command in pairs:
+            subprocess.run(["sh", "-c", prepare], check=True)
+            sample = timed_run(command, cores)
+            print(f"round {round_number + 1}: {tool} x{threads}: {sample}", file=sys.stderr)
+            samples.setdefault((tool, threads), []).append(sample)
+    for tool, threads, _, _, command in pairs:
+        runs = samples[(tool, threads)]
+        best = min(runs, key=lambda s: s["wall_s"])
+        results["runs"].append({
+            "tool": tool, "threads": threads, "mean_s": best["wall_s"],
+            "stddev_s": 0.0, "rows_per_s": args.rows / best["wall_s"],
+            "cpu_s": min(s["cpu_s"] for s in runs),
+            "peak_rss_mib": max(s["peak_rss_mib"] for s in runs),
+            "walls_s": [s["wall_s"] for s in runs], "command": command,
+        })
+    results["machine"]["load_average_after"] = os.getloadavg()
+    (args.work / "results.json").write_text(json.dumps(results, indent=2))
+    print(markdown(results))
+
+
 def _cpu_model() -> str:
     for line in Path("/proc/cpuinfo").read_text().splitlines():
         if line.startswith("model name"):
@@ -142,7 +203,7 @@ def markdown(results: dict) -> str:
     """Return the results as a Markdown table with ratios to the fastest anchor."""
     runs = results["runs"]
     lines = [
-        "| tool | cores | wall s, mean (± sd) | rows/s | CPU s (user + sys) | peak RSS MiB |",
+        "| tool | cores | wall s (± sd) | rows/s | CPU s (user + sys) | peak RSS MiB |",
         "|---|---|---|---|---|---|",
     ]
     for run in runs:
