@@ -1,7 +1,7 @@
 """Assembly of one output column from all shard files: concatenate, reorder, encode, write.
 
 Each output column is an independent task, so the pool's workers write columns in parallel.
-A task holds paths and counts only; the worker maps the shard files itself.
+A task contains paths and counts only, and the worker maps the shard files itself.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from rodata import format as fmt
 
 @dataclass(frozen=True)
 class ColumnTask:
-    """Where one output column comes from and where it goes."""
+    """One output column's sources (shard files) and destination (column file)."""
 
     name: str
     type: str

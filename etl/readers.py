@@ -10,9 +10,9 @@ and its name in READERS (plus the spec's accepted `format` values):
    into a typed Arrow table (`ShardTable`) with rejects.
 4. `infer_task(shard, ...)` returns a picklable task that infers column types from one shard.
 
-NOTE: only CSV exists. For Parquet a shard would be a range of row groups (their byte ranges are
-in the footer) and typing a cast of each column; for NDJSON the CSV cut rule applies with no
-quote parity, because a JSON line ends at its LF.
+NOTE: only CSV exists. For Parquet a shard would be a range of row groups (the footer lists their
+byte ranges), typed by a cast of each column. For NDJSON the CSV cut rule applies without quote
+parity, because a JSON line ends at its LF.
 """
 
 from __future__ import annotations

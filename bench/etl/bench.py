@@ -1,8 +1,8 @@
 """ETL benchmark: rodata-etl beside DuckDB, polars and pyarrow on the same CSV and cores.
 
-Each tool converts the same ~1 GB CSV (flights repeated 30 times with a unique id column, see
-make_input.py) into a columnar file on disk, on 1 core (taskset -c 0) and on 2 cores
-(taskset -c 0,1), in one session:
+Each tool converts the same ~1 GB CSV into a columnar file on disk, on 1 core (taskset -c 0) and
+on 2 cores (taskset -c 0,1), in one session. The CSV is flights repeated 30 times with a unique
+id column (see make_input.py).
 
 - rodata-etl: `run` of bench/etl/flights30.yaml into a fresh data root (typed, validated,
   keyed, checksummed, fsynced and published generation).
