@@ -17,10 +17,8 @@ import logging
 import os
 import threading
 import time
-from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
-from multiprocessing import get_context
 from pathlib import Path
 
 import numpy as np
@@ -29,6 +27,7 @@ import pyarrow as pa
 from etl import publish
 from etl.assemble import ColumnTask, load_values, write_output_column
 from etl.parse import Reject
+from etl.pool import Pool
 from etl.progress import Progress
 from etl.readers import reader_for
 from etl.schema import Column, check_key, merge_inferred, pinned_spec, resolve_columns
@@ -36,7 +35,6 @@ from etl.sharding import DEFAULT_SHARD_BYTES, Header, Shard
 from etl.shardwork import (
     ShardOutcome,
     ShardTask,
-    init_worker,
     peak_rss_kib,
     run_infer,
     run_shard,
@@ -147,52 +145,6 @@ def read_headers(spec: DatasetSpec, sources: list[publish.SourceFile]) -> list[H
                 f"{sources[0].absolute}'s {headers[0].names}; all sources need the same columns"
             )
     return headers
-
-
-# ---------------------------------------------------------------------------------------------
-# Worker pool
-
-
-class Pool:
-    """A process pool, or the calling process itself for one worker."""
-
-    def __init__(self, workers: int) -> None:
-        self.workers = workers
-        self.peak_rss_kib = 0  # largest peak RSS a worker task reported
-        self.executor = None
-        if workers > 1:
-            self.executor = ProcessPoolExecutor(
-                max_workers=workers, mp_context=get_context("fork"), initializer=init_worker
-            )
-
-    def map(self, function, *iterables):
-        if self.executor is None:
-            return map(function, *iterables)
-        return self.executor.map(function, *iterables)
-
-    def run_all(self, function, tasks, on_done):
-        """Run `function` over `tasks`, calling `on_done(task, result)` in completion order."""
-        if self.executor is None:
-            for task in tasks:
-                on_done(task, function(task))
-            return
-        pending = {self.executor.submit(function, task): task for task in tasks}
-        while pending:
-            done, _ = wait(pending, return_when=FIRST_COMPLETED)
-            for future in done:
-                task = pending.pop(future)
-                on_done(task, future.result())
-
-    def close(self, *, kill: bool = False) -> None:
-        if self.executor is None:
-            return
-        if kill:
-            # Our own worker processes: stop them now instead of waiting for queued shards.
-            for process in list(getattr(self.executor, "_processes", {}).values()):
-                if process.is_alive():
-                    process.kill()
-        self.executor.shutdown(wait=True, cancel_futures=True)
-        self.executor = None
 
 
 # ---------------------------------------------------------------------------------------------
