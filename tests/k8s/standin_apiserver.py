@@ -93,6 +93,7 @@ class Request:
     dry_run: bool
     content_type: str
     path: str
+    query: dict[str, str]
 
 
 @dataclass
@@ -256,7 +257,7 @@ class StandinCluster:
         dry_run = query.get("dryRun") == "All"
         with self.state.lock:
             self.state.requests.append(Request(method, rtype.kind, name, namespace, dry_run,
-                                               content_type, path))
+                                               content_type, path, query))
             if method == "GET" and name is None:
                 selector = query.get("labelSelector", "")
                 items = [o for o in self.state.list(rtype.kind, namespace)

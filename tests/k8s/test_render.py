@@ -94,7 +94,7 @@ def test_custom_resources_have_required_fields(objects: dict[str, list[dict[str,
     assert len(snapshots) == 1
     assert snapshots[0]["apiVersion"] == "snapshot.storage.k8s.io/v1"
     assert snapshots[0]["spec"]["source"] == {"persistentVolumeClaimName": "rodata-staging"}
-    assert snapshots[0]["spec"]["volumeSnapshotClassName"] == "csi-rbd-snapclass"
+    assert snapshots[0]["spec"]["volumeSnapshotClassName"] == "pd-snapshots"
     assert len(monitors) == 1
     assert monitors[0]["spec"]["endpoints"] == [{"port": "http", "path": "/metrics", "interval": "30s"}]
     assert monitors[0]["metadata"]["labels"]["release"] == "prometheus"
