@@ -10,10 +10,10 @@ that the roles depend on:
   ``dryRun=All`` (check mode) by storing nothing;
 - a Job's pod template and a claim's spec are immutable, as on a real server;
 - a Deployment without spec.replicas keeps the count it has (an HPA's), defaulting to 1;
-- tiny controllers: a Job finishes after one status poll (Complete, or Failed with a pod
-  log when its name matches ``failing_jobs``), a Deployment revision gets a ReplicaSet
-  with a revision annotation and becomes available unless its image matches
-  ``broken_images``, and a VolumeSnapshot becomes readyToUse.
+- tiny controllers: a Job finishes after one status poll. It is Complete, or Failed with
+  a pod log when its name matches ``failing_jobs``. Each Deployment revision gets a
+  ReplicaSet with a revision annotation, and becomes available unless its image matches
+  ``broken_images``. A VolumeSnapshot is readyToUse at once.
 
 Real admission, validation against OpenAPI schemas, scheduling and storage are out of
 scope: the manifests are validated separately with kubernetes-validate.

@@ -127,7 +127,7 @@ def test_check_mode_uses_server_dry_run(standin: StandinCluster, tmp_path: Path)
 
 def test_changed_job_template_would_be_rejected(standin: StandinCluster, tmp_path: Path) -> None:
     # The stand-in rejects a changed template under an existing Job name, as Kubernetes
-    # does; a new source revision must therefore reach the cluster under new Job names.
+    # does. So a new source revision succeeds only if it reaches the cluster as new Jobs.
     first = deploy(standin, tmp_path, SMALL)
     assert first.returncode == 0, first.output[-4000:]
     jobs_before = {name for name in applied(standin) if name.startswith("Job/")}
