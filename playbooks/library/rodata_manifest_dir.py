@@ -29,8 +29,20 @@ import yaml
 from ansible.module_utils.basic import AnsibleModule
 
 
+class _Dumper(yaml.SafeDumper):
+    """YAML dumper that writes multi-line strings (dataset specs, scripts) as literal blocks."""
+
+
+def _represent_str(dumper: yaml.SafeDumper, value: str) -> yaml.ScalarNode:
+    style = "|" if "\n" in value else None
+    return dumper.represent_scalar("tag:yaml.org,2002:str", value, style=style)
+
+
+_Dumper.add_representer(str, _represent_str)
+
+
 def _dump(obj: dict) -> str:
-    return yaml.safe_dump(obj, default_flow_style=False, sort_keys=True, indent=2, width=100)
+    return yaml.dump(obj, Dumper=_Dumper, default_flow_style=False, sort_keys=True, indent=2, width=100)
 
 
 def main() -> None:

@@ -18,6 +18,8 @@ import yaml
 REPO = Path(__file__).resolve().parents[2]
 PLAYBOOK_BIN = Path(sys.executable).with_name("ansible-playbook")
 KUBERNETES_INVENTORIES = ["staging", "production"]
+# One small dataset, for variants that check the API objects only.
+AIRLINES_ONLY = [{"name": "airlines", "spec": "datasets/nycflights13/airlines.yaml"}]
 
 sys.path.insert(0, str(Path(__file__).parent))
 

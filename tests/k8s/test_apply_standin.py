@@ -20,7 +20,8 @@ pytestmark = pytest.mark.slow
 
 DEPLOY = "tests/k8s/playbooks/deploy.yml"
 # Two datasets keep the runs short; flights exercises the sharded Indexed Job and merge.
-SMALL = {"rodata_etl_k8s_datasets": ["airlines", "flights"]}
+SMALL = {"rodata_datasets": [{"name": "airlines", "spec": "datasets/nycflights13/airlines.yaml"},
+                             {"name": "flights", "spec": "datasets/nycflights13/flights.yaml"}]}
 
 
 @pytest.fixture
@@ -52,6 +53,7 @@ def test_apply_order_and_second_run_no_change(standin: StandinCluster, tmp_path:
 
     assert order == [
         "PersistentVolumeClaim",
+        "ConfigMap",  # dataset specs
         "Job", "Job", "Job", "Job", "Job",  # run Jobs of five datasets, flights as shards
         "Job",  # merge Job of flights
         "VolumeSnapshot", "PersistentVolumeClaim",
@@ -59,7 +61,8 @@ def test_apply_order_and_second_run_no_change(standin: StandinCluster, tmp_path:
         "Deployment",
         "HorizontalPodAutoscaler", "Ingress", "ServiceMonitor",
     ]
-    assert applied(standin)[6].startswith("Job/rodata-merge-flights-")
+    assert applied(standin)[1].startswith("ConfigMap/rodata-etl-specs-")
+    assert applied(standin)[7].startswith("Job/rodata-merge-flights-")
     assert all("apply-patch" in r.content_type for r in writes)
     assert {r.query.get("fieldManager") for r in writes} == {"rodata-ansible"}
     assert {r.query.get("force") for r in writes} == {"true"}

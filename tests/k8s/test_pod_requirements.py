@@ -9,7 +9,7 @@ from typing import Any, Iterator
 import kubernetes_validate
 import pytest
 
-from conftest import KUBERNETES_INVENTORIES, load, render
+from conftest import AIRLINES_ONLY, KUBERNETES_INVENTORIES, REPO, load, render
 from rodata_k8s import canonical_quantity
 
 Obj = dict[str, Any]
@@ -19,9 +19,10 @@ RECOMMENDED_LABELS = STABLE_SELECTOR_KEYS | {
     "app.kubernetes.io/part-of", "app.kubernetes.io/managed-by", "app.kubernetes.io/version"}
 
 
-def one(objs: list[Obj], kind: str) -> Obj:
-    matches = [o for o in objs if o["kind"] == kind]
-    assert len(matches) == 1, f"expected one {kind}, found {len(matches)}"
+def one(objs: list[Obj], kind: str, component: str = "api") -> Obj:
+    matches = [o for o in objs if o["kind"] == kind
+               and o["metadata"]["labels"].get("app.kubernetes.io/component") == component]
+    assert len(matches) == 1, f"expected one {kind} of component {component}, found {len(matches)}"
     return matches[0]
 
 
@@ -247,6 +248,23 @@ def test_production_shards_flights_with_merge(objects: dict[str, list[Obj]]) -> 
     assert etl == {"requests": {"cpu": "4", "memory": "8Gi"}, "limits": {"cpu": "4", "memory": "8Gi"}}
 
 
+def test_etl_reads_specs_from_configmap(objects: dict[str, list[Obj]]) -> None:
+    objs = objects["production"]
+    configmap = next(o for o in objs if o["metadata"]["name"].startswith("rodata-etl-specs-"))
+    jobs = [o for o in objs if o["kind"] == "Job"]
+
+    assert configmap["immutable"] is True
+    assert configmap["data"]["flights.yaml"] == (REPO / "datasets/nycflights13/flights.yaml").read_text()
+    assert set(configmap["data"]) == {f"{name}.yaml" for name in
+                                      ("flights", "airports", "planes", "weather", "airlines")}
+    for job in jobs:
+        spec = job["spec"]["template"]["spec"]
+        volume = next(v for v in spec["volumes"] if v["name"] == "specs")
+        command = spec["containers"][0]["command"]
+        assert volume["configMap"]["name"] == configmap["metadata"]["name"]
+        assert command[command.index("--spec") + 1].startswith("/specs/")
+
+
 def test_read_only_claims_are_never_empty(objects: dict[str, list[Obj]]) -> None:
     for inventory in KUBERNETES_INVENTORIES:
         for claim in (o for o in objects[inventory] if o["kind"] == "PersistentVolumeClaim"):
@@ -291,7 +309,7 @@ def test_environments_differ_where_clusters_differ(objects: dict[str, list[Obj]]
 
 def test_workers_need_proportional_limits(tmp_path: Path) -> None:
     run, _ = render("staging", tmp_path / "out", tmp_path, {
-        "rodata_etl_k8s_datasets": ["airlines"],
+        "rodata_datasets": AIRLINES_ONLY,
         "rodata_api_k8s_workers": 2,
         "rodata_api_k8s_resources": {"cpu": "1", "memory": "1024Mi"},
     })
@@ -303,7 +321,7 @@ def test_workers_need_proportional_limits(tmp_path: Path) -> None:
 
 def test_two_workers_with_two_cpus_render(tmp_path: Path) -> None:
     run, files = render("staging", tmp_path / "out", tmp_path, {
-        "rodata_etl_k8s_datasets": ["airlines"],
+        "rodata_datasets": AIRLINES_ONLY,
         "rodata_api_k8s_workers": 2,
         "rodata_api_k8s_resources": {"cpu": "2", "memory": "2048Mi"},
         "rodata_api_k8s_hpa": {"enabled": False},
@@ -323,7 +341,7 @@ def test_two_workers_with_two_cpus_render(tmp_path: Path) -> None:
 
 def test_storage_without_read_only_support_rejected(tmp_path: Path) -> None:
     run, _ = render("staging", tmp_path / "out", tmp_path, {
-        "rodata_etl_k8s_datasets": ["airlines"],
+        "rodata_datasets": AIRLINES_ONLY,
         "rodata_volume_capabilities": {"read_write_many": False},
     })
 

@@ -10,7 +10,7 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from conftest import KUBERNETES_INVENTORIES, load, render
+from conftest import AIRLINES_ONLY, KUBERNETES_INVENTORIES, load, render
 
 # Oldest and newest Kubernetes minor versions the manifests are written for. 1.30 is the
 # oldest because the API container's preStop hook uses the sleep action (beta, on by
@@ -102,7 +102,7 @@ def test_custom_resources_have_required_fields(objects: dict[str, list[dict[str,
 
 def test_httproute_replaces_ingress(tmp_path: Path) -> None:
     run, files = render("staging", tmp_path / "manifests", tmp_path, {
-        "rodata_etl_k8s_datasets": ["airlines"],
+        "rodata_datasets": AIRLINES_ONLY,
         "rodata_api_k8s_ingress": {"enabled": False},
         "rodata_api_k8s_gateway": {"enabled": True, "hostnames": ["rodata.staging.example.com"],
                                    "parent_refs": [{"name": "public", "namespace": "gateways"}]},
