@@ -22,6 +22,7 @@ scope: the manifests are validated separately with kubernetes-validate.
 from __future__ import annotations
 
 import copy
+import datetime
 import hashlib
 import json
 import threading
@@ -67,6 +68,8 @@ RESOURCE_TYPES = [
     ResourceType("monitoring.coreos.com", "v1", "servicemonitors", "ServiceMonitor"),
     ResourceType("gateway.networking.k8s.io", "v1", "httproutes", "HTTPRoute"),
 ]
+
+_EPOCH = datetime.datetime(2026, 1, 1, tzinfo=datetime.timezone.utc)
 
 # Server-owned metadata that an apply body never replaces.
 _SERVER_METADATA = ("uid", "resourceVersion", "generation", "creationTimestamp")
@@ -381,7 +384,9 @@ class StandinCluster:
             desired["metadata"].update({
                 "uid": f"{digest[:8]}-{digest[8:12]}-{digest[12:16]}-{digest[16:20]}-{digest[20:32]}",
                 "generation": 1,
-                "creationTimestamp": "2026-01-01T00:00:00Z",
+                # Later objects get later timestamps, so sorting by age works as on a server.
+                "creationTimestamp": (_EPOCH + datetime.timedelta(seconds=self.state.counter + 1))
+                .strftime("%Y-%m-%dT%H:%M:%SZ"),
             })
         desired["metadata"]["resourceVersion"] = str(self.state.counter + 1)
         if dry_run:

@@ -128,17 +128,27 @@ def test_check_mode_uses_server_dry_run(standin: StandinCluster, tmp_path: Path)
     assert run.recap()["changed"] > 0, "check mode reports what would change"
 
 
-def test_changed_job_template_would_be_rejected(standin: StandinCluster, tmp_path: Path) -> None:
+def test_new_revision_runs_new_jobs_and_prunes(standin: StandinCluster, tmp_path: Path) -> None:
     # The stand-in rejects a changed template under an existing Job name, as Kubernetes
     # does. So a new source revision succeeds only if it reaches the cluster as new Jobs.
     first = deploy(standin, tmp_path, SMALL)
     assert first.returncode == 0, first.output[-4000:]
     jobs_before = {name for name in applied(standin) if name.startswith("Job/")}
+    first_claim = standin.state.get("Deployment", "rodata", "rodata-api")[
+        "spec"]["template"]["spec"]["volumes"][0]["persistentVolumeClaim"]["claimName"]
 
-    second = deploy(standin, tmp_path, {**SMALL, "rodata_etl_k8s_source_revision": "2026-12-05"})
+    second = deploy(standin, tmp_path, {**SMALL, "rodata_etl_k8s_source_revision": "2026-12-05",
+                                        "rodata_volume_keep_generations": 1})
 
     assert second.returncode == 0, second.output[-4000:]
     jobs_after = {name for name in applied(standin) if name.startswith("Job/")} - jobs_before
     assert len(jobs_after) == len(jobs_before) == 3
-    claims = [k for k in standin.state.objects if k[0] == "PersistentVolumeClaim"]
-    assert len(claims) == 3, "staging claim plus one read-only claim per generation"
+    claim = standin.state.get("Deployment", "rodata", "rodata-api")[
+        "spec"]["template"]["spec"]["volumes"][0]["persistentVolumeClaim"]["claimName"]
+    assert claim != first_claim, "the API moved to the new generation's claim"
+    claims = sorted(name for kind, _, name in standin.state.objects if kind == "PersistentVolumeClaim")
+    snapshots = sorted(name for kind, _, name in standin.state.objects if kind == "VolumeSnapshot")
+    assert claims == sorted(["rodata-staging", claim]), "the old generation's claim was deleted"
+    assert snapshots == [claim]
+    deletes = [f"{r.kind}/{r.name}" for r in standin.state.writes() if r.method == "DELETE"]
+    assert deletes == [f"PersistentVolumeClaim/{first_claim}", f"VolumeSnapshot/{first_claim}"]
