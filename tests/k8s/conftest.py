@@ -55,7 +55,8 @@ def run_playbook(playbook: str, inventory: str, tmp_path: Path, extra_vars: dict
         command += ["-e", json.dumps(extra_vars)]
     if check:
         command.append("--check")
-    proc = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+    proc = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=600,
+                          check=False)
     return PlaybookRun(proc.returncode, proc.stdout + proc.stderr)
 
 

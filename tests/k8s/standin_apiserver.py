@@ -69,7 +69,7 @@ RESOURCE_TYPES = [
     ResourceType("gateway.networking.k8s.io", "v1", "httproutes", "HTTPRoute"),
 ]
 
-_EPOCH = datetime.datetime(2026, 1, 1, tzinfo=datetime.timezone.utc)
+_EPOCH = datetime.datetime(2026, 1, 1, tzinfo=datetime.UTC)
 
 # Server-owned metadata that an apply body never replaces.
 _SERVER_METADATA = ("uid", "resourceVersion", "generation", "creationTimestamp")
@@ -175,7 +175,7 @@ class StandinCluster:
         host, port = self._server.server_address[:2]
         return f"http://{host}:{port}"
 
-    def start(self) -> "StandinCluster":
+    def start(self) -> StandinCluster:
         self._thread.start()
         return self
 
@@ -198,22 +198,22 @@ class StandinCluster:
         cluster = self
 
         class Handler(BaseHTTPRequestHandler):
-            def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+            def log_message(self, format: str, *args: Any) -> None:
                 pass  # keep pytest output readable; requests are recorded in state.requests
 
-            def do_GET(self) -> None:  # noqa: N802
+            def do_GET(self) -> None:
                 cluster._dispatch(self, "GET")
 
-            def do_PATCH(self) -> None:  # noqa: N802
+            def do_PATCH(self) -> None:
                 cluster._dispatch(self, "PATCH")
 
-            def do_POST(self) -> None:  # noqa: N802
+            def do_POST(self) -> None:
                 cluster._dispatch(self, "POST")
 
-            def do_PUT(self) -> None:  # noqa: N802
+            def do_PUT(self) -> None:
                 cluster._dispatch(self, "PUT")
 
-            def do_DELETE(self) -> None:  # noqa: N802
+            def do_DELETE(self) -> None:
                 cluster._dispatch(self, "DELETE")
 
         return Handler

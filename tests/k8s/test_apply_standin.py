@@ -8,11 +8,11 @@ real schemas in test_render.py; molecule/kind runs the same roles on a real clus
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
-
 from conftest import PlaybookRun, run_playbook
 from standin_apiserver import StandinCluster
 

@@ -3,12 +3,12 @@ Guaranteed QoS, read-only data, autoscaling, probes, security, labels, quantitie
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import kubernetes_validate
 import pytest
-
 from conftest import AIRLINES_ONLY, KUBERNETES_INVENTORIES, REPO, load, render
 from rodata_k8s import canonical_quantity
 

@@ -9,7 +9,6 @@ from typing import Any
 import kubernetes_validate
 import pytest
 import yaml
-
 from conftest import AIRLINES_ONLY, KUBERNETES_INVENTORIES, load, render
 
 # Oldest and newest Kubernetes minor versions the manifests are written for. 1.30 is the
