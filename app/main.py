@@ -9,11 +9,13 @@ OpenAPI document its parameters and responses, and serve /v1 when the fast path 
 from __future__ import annotations
 
 import contextlib
+import warnings
 from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
 from fastapi import FastAPI, Path, Query, Request
 from fastapi.exceptions import RequestValidationError
+from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -205,6 +207,21 @@ def create_app(settings: Settings) -> FrontApp:
         may cover at most the dataset's max_scan_rows rows."""
         return serve(request)
 
+    def openapi() -> dict[str, Any]:
+        # Each route serves GET and HEAD; FastAPI gives both the same operationId (and warns),
+        # so the HEAD operations get a suffix to keep ids unique as OpenAPI requires.
+        if app.openapi_schema is None:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", UserWarning)
+                document = get_openapi(title=app.title, version=app.version,
+                                       description=app.description, routes=app.routes)
+            for operations in document["paths"].values():
+                if "head" in operations:
+                    operations["head"]["operationId"] += "_head"
+            app.openapi_schema = document
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
     return FrontApp(app, handlers, access_log=settings.access_log, fast_path=settings.fast_path)
 
 
