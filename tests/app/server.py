@@ -88,7 +88,8 @@ class ApiServer:
 
     def log(self) -> str:
         """Return what the server has logged so far."""
-        self.log_file.flush()
+        if not self.log_file.closed:
+            self.log_file.flush()
         return self.log_path.read_text(errors="replace")
 
     def log_records(self) -> list[dict]:
