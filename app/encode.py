@@ -80,6 +80,55 @@ def to_python(loaded: Any, name: str, rows: Rows, *, for_json: bool) -> list[Any
     return values
 
 
+class RowReader:
+    """Reads one row as Python values with per-column closures built once per generation.
+
+    A key lookup returns one row, so per-row work must be a few scalar reads: `ndarray.item`
+    and one validity bit per column, instead of the slice-and-convert path used for pages.
+    """
+
+    def __init__(self, loaded: Any) -> None:
+        self.names: list[str] = list(loaded.column_names)
+        self.getters = [self._getter(loaded, name) for name in self.names]
+
+    @staticmethod
+    def _getter(loaded: Any, name: str) -> Any:
+        column = loaded.columns[name]
+        type_name = loaded.schema[name].type
+        if type_name == "string" and column.encoding == "dictionary":
+            dictionary = loaded.dictionary(name)
+            codes = column.values
+
+            def value(i: int) -> Any:
+                return dictionary[codes.item(i)]
+        elif type_name == "string":
+            offsets, data = column.offsets, column.data
+
+            def value(i: int) -> Any:
+                return data[offsets.item(i):offsets.item(i + 1)].tobytes().decode()
+        elif type_name in ("int64", "uint64"):
+            values = column.values
+
+            def value(i: int) -> Any:
+                item = values.item(i)
+                return item if -SAFE_INTEGER <= item <= SAFE_INTEGER else str(item)
+        else:
+            value = column.values.item
+        validity = column.validity
+        if validity is None or not column.null_count:
+            return value
+
+        def nullable(i: int) -> Any:
+            if validity.item(i >> 3) >> (i & 7) & 1:
+                return value(i)
+            return None
+        return nullable
+
+    def row(self, i: int) -> dict[str, Any]:
+        """Return row `i` as {column: value} following the JSON policy above."""
+        return dict(zip(self.names, [get(i) for get in self.getters]))
+
+
 def json_bytes(document: Any) -> bytes:
     """Return `document` as JSON following the policy above."""
     return orjson.dumps(document, option=JSON_OPTIONS)

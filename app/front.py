@@ -18,9 +18,9 @@ from typing import Any
 
 from .errors import ApiError, error_body
 from .handlers import Handlers, Reply, Request, error_reply
+from .logs import AccessLog
 from .metrics import RequestMetrics
 
-log = logging.getLogger("rodata.api.access")
 errors_log = logging.getLogger("rodata.api")
 
 Scope = dict[str, Any]
@@ -56,6 +56,7 @@ class FrontApp:
         self.fast_path = fast_path
         self.metrics = RequestMetrics()
         self.ids = _IdSource()
+        self.access = AccessLog()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -140,8 +141,8 @@ class FrontApp:
                 generation: str | None) -> None:
         seconds = time.perf_counter() - started
         self.metrics.observe(route, method, status, seconds, size)
-        if self.access_log and log.isEnabledFor(logging.INFO):
-            log.info("request", extra={"request_id": request_id.decode(), "method": method,
-                                       "path": path, "route": route, "status": status,
-                                       "dataset": dataset, "generation": generation,
-                                       "bytes": size, "latency_ms": round(seconds * 1000, 3)})
+        if self.access_log:
+            self.access.write({"request_id": request_id.decode(), "method": method,
+                               "path": path, "route": route, "status": status,
+                               "dataset": dataset, "generation": generation,
+                               "bytes": size, "latency_ms": round(seconds * 1000, 3)})

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import sys
 import time
+from typing import Any
 
 import orjson
 
@@ -30,6 +31,48 @@ class JsonFormatter(logging.Formatter):
         if record.exc_info:
             document["exception"] = self.formatException(record.exc_info)
         return orjson.dumps(document, default=str).decode()
+
+
+class AccessLog:
+    """Access lines in the JsonFormatter's shape, written in batches.
+
+    Going through `logging` and a write per request cost about half of the key-lookup
+    throughput, so lines are encoded with orjson into a buffer that `flush` writes; the
+    service calls `flush` every 0.2 s and at shutdown. A crash loses at most that much.
+    """
+
+    def __init__(self, stream: Any = None) -> None:
+        self.stream = stream if stream is not None else sys.stderr.buffer
+        self.lines: list[bytes] = []
+        self._second = -1
+        self._stamp = ""
+
+    def write(self, fields: dict[str, Any]) -> None:
+        """Queue one access line."""
+        now = time.time()
+        second = int(now)
+        if second != self._second:
+            self._second = second
+            self._stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
+        millis = int((now - second) * 1000)
+        document = {"time": f"{self._stamp}.{millis:03d}Z", "level": "info",
+                    "logger": "rodata.api.access", "message": "request", **fields}
+        self.lines.append(orjson.dumps(document, option=orjson.OPT_APPEND_NEWLINE))
+        if len(self.lines) >= 4096:
+            self.flush()
+
+    def flush(self) -> None:
+        """Write the queued lines."""
+        if not self.lines:
+            return
+        data = b"".join(self.lines)
+        self.lines.clear()
+        try:
+            self.stream.write(data)
+            self.stream.flush()
+        except (OSError, ValueError):
+            # stderr closed or full: access lines are dropped rather than failing requests.
+            pass
 
 
 def configure_logging(level: str) -> None:

@@ -8,6 +8,7 @@ OpenAPI document its parameters and responses, and serve /v1 when the fast path 
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import warnings
 from collections.abc import AsyncIterator
@@ -73,8 +74,16 @@ def create_app(settings: Settings) -> FrontApp:
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         store.start()
+        flusher = asyncio.get_running_loop().create_task(flush_access_log())
         yield
+        flusher.cancel()
         await store.stop()
+        front.access.flush()
+
+    async def flush_access_log() -> None:
+        while True:
+            await asyncio.sleep(0.2)
+            front.access.flush()
 
     app = FastAPI(title="rodata", version="1", lifespan=lifespan,
                   description="Read-only datasets served from memory-mapped generations. "
@@ -222,7 +231,9 @@ def create_app(settings: Settings) -> FrontApp:
         return app.openapi_schema
 
     app.openapi = openapi  # type: ignore[method-assign]
-    return FrontApp(app, handlers, access_log=settings.access_log, fast_path=settings.fast_path)
+    access_log = settings.access_log and settings.log_level in ("debug", "info")
+    front = FrontApp(app, handlers, access_log=access_log, fast_path=settings.fast_path)
+    return front
 
 
 def app_from_environment() -> FrontApp:

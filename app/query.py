@@ -34,6 +34,9 @@ class Params:
     def __init__(self, query_string: bytes, allowed: tuple[str, ...]) -> None:
         self.values: dict[str, str] = {}
         self.filters: list[str] = []
+        if not query_string:
+            self.canonical = "|"
+            return
         try:
             pairs = parse_qsl(query_string.decode("latin-1"), keep_blank_values=True,
                               encoding="utf-8", errors="strict", max_num_fields=MAX_FIELDS)

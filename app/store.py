@@ -21,6 +21,7 @@ from rodata import format as fmt
 
 from . import metrics
 from .config import NAME_PATTERN, Settings
+from .typed import NUMERIC_TYPES
 
 log = logging.getLogger("rodata.api.store")
 
@@ -41,10 +42,15 @@ class LoadedGeneration:
         self.column_names: list[str] = [column.name for column in self.manifest.schema]
         self.key: list[str] = list(self.manifest.key)
         self.key_unique: bool = bool(self.manifest.key_unique)
+        # A single numeric key column allows the one-search lookup in the row handler.
+        self.key_fixed = (len(self.key) == 1 and self.key[0] in self.schema
+                          and self.schema[self.key[0]].type in NUMERIC_TYPES)
         self.row_count: int = int(self.manifest.row_count)
         self.size_bytes: int = sum(int(entry["size"]) for entry in self.manifest.files.values())
         self._dictionaries: dict[str, list[str]] = {}
+        self._row_reader: Any = None
         self._dictionary_bytes: dict[str, list[bytes]] = {}
+        self.rows_scanned = metrics.ROWS_SCANNED.labels(dataset)
         self.leases = 0
         self.retired = False
         self.closed = False
@@ -55,6 +61,14 @@ class LoadedGeneration:
         if values is None:
             values = self._dictionaries[name] = self.columns[name].dictionary_values()
         return values
+
+    def row_reader(self) -> Any:
+        """Return the generation's RowReader (built on first use)."""
+        if self._row_reader is None:
+            from app.encode import RowReader
+
+            self._row_reader = RowReader(self)
+        return self._row_reader
 
     def dictionary_bytes(self, name: str) -> list[bytes]:
         """Return the dictionary values as UTF-8 bytes, the order the codes follow (cached)."""
@@ -88,6 +102,7 @@ class LoadedGeneration:
                 touched += raw.size
             if column.encoding == "dictionary":
                 self.dictionary(name)
+        self.row_reader()
         return touched
 
     def acquire(self) -> LoadedGeneration:
@@ -114,6 +129,7 @@ class LoadedGeneration:
         self.closed = True
         self._dictionaries.clear()
         self._dictionary_bytes.clear()
+        self._row_reader = None
         try:
             self.handle.close()
         except BufferError:

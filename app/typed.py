@@ -25,6 +25,8 @@ NUMERIC_TYPES = INTEGER_TYPES | FLOAT_TYPES
 ORDERED_TYPES = NUMERIC_TYPES | {"date", "timestamp", "string"}
 
 _EPOCH = dt.datetime(1970, 1, 1)
+_INTEGER_RANGES = {name: (int(np.iinfo(name).min), int(np.iinfo(name).max))
+                   for name in INTEGER_TYPES}
 
 
 def describe_type(type_name: str) -> str:
@@ -46,15 +48,16 @@ def describe_type(type_name: str) -> str:
 def parse_value(type_name: str, text: str, parameter: str) -> Any:
     """Return `text` converted to the column type; raise a 400 ApiError naming `parameter`."""
     if type_name in INTEGER_TYPES:
-        info = np.iinfo(type_name)
+        low, high = _INTEGER_RANGES[type_name]
         if not _INTEGER.match(text):
             raise invalid(parameter, text, describe_type(type_name))
         value = int(text)
-        if not info.min <= value <= info.max:
+        if not low <= value <= high:
             raise invalid(parameter, text, describe_type(type_name),
                           reason=f"out of range for {type_name}: must be "
                                  f"{describe_type(type_name)}")
-        return np.array(value, dtype=type_name)[()]
+        # A Python int inside the column type's range compares exactly with numpy arrays.
+        return value
     if type_name in FLOAT_TYPES:
         try:
             return np.array(float(text), dtype=type_name)[()]

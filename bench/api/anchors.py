@@ -1,0 +1,32 @@
+"""Anchor apps for the API benchmark: the uvicorn ceiling and a plain FastAPI route.
+
+`bare` is the smallest ASGI app that returns 20 bytes of JSON; `fastapi_app` is one plain
+FastAPI route returning a small dict. Run with uvicorn, e.g.
+`uvicorn bench.api.anchors:bare --loop uvloop --http httptools --no-access-log`.
+"""
+
+from __future__ import annotations
+
+from fastapi import FastAPI
+
+BODY = b'{"id":1,"ok":"yes!"}'  # 20 bytes
+assert len(BODY) == 20
+
+
+async def bare(scope, receive, send):
+    """Answer every HTTP request with the same 20-byte JSON body."""
+    if scope["type"] != "http":
+        return
+    await send({"type": "http.response.start", "status": 200,
+                "headers": [(b"content-type", b"application/json"),
+                            (b"content-length", b"20")]})
+    await send({"type": "http.response.body", "body": BODY})
+
+
+fastapi_app = FastAPI()
+
+
+@fastapi_app.get("/item/{item_id}")
+async def item(item_id: int) -> dict:
+    """Return a small dict, the way a typical FastAPI route does."""
+    return {"id": item_id, "ok": "yes"}
