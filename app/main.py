@@ -182,7 +182,10 @@ def create_app(settings: Settings) -> FrontApp:
                             "limits)")] = None,
                         cursor: Annotated[str | None, Query(
                             description="next_cursor of the previous page; bound to the "
-                            "generation (410 once it is replaced)")] = None) -> Response:
+                            "generation (410 once it is replaced)")] = None,
+                        shape: Annotated[str | None, Query(
+                            description="JSON rows as 'arrays' (default, in the order of "
+                            "'columns') or 'objects'")] = None) -> Response:
         """A page of rows in key order: a row or key range, a projection and filters.
 
         The page ends at `limit` matches or when the rows scanned reach the per-request cap;

@@ -17,6 +17,11 @@ from rodata import format as fmt
 
 ROWS = 3000
 
+def objects(document: dict) -> list[dict]:
+    """Return the rows of a JSON page (arrays in 'columns' order) as dicts."""
+    return [dict(zip(document["columns"], row)) for row in document["rows"]]
+
+
 
 def flip_columns(number: int) -> dict[str, tuple]:
     ids = list(range(ROWS))
@@ -76,10 +81,10 @@ def test_switch_under_load(flip):
             if document["generation"] != f"g{number}" or document["row"]["v"] != key * number:
                 problems.append(f"mixed row: {document}")
             rows = page.json()
-            numbers = {r["gen"] for r in rows["rows"]}
+            numbers = {r["gen"] for r in objects(rows)}
             if len(numbers) != 1 or rows["generation"] != f"g{numbers.pop()}":
                 problems.append(f"mixed page in {rows['generation']}")
-            if any(r["v"] != r["id"] * r["gen"] for r in rows["rows"]):
+            if any(r["v"] != r["id"] * r["gen"] for r in objects(rows)):
                 problems.append("page values do not match their generation")
 
     threads = [threading.Thread(target=client, args=(n,)) for n in range(4)]
