@@ -32,7 +32,7 @@ AGGREGATE_PARAMS = ("agg", "group_by", "start", "stop", "key_start", "key_stop",
 
 @dataclass
 class Request:
-    """What a handler needs from an HTTP request."""
+    """The parts of an HTTP request that the handlers read."""
 
     method: str
     raw_path: bytes

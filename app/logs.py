@@ -36,9 +36,9 @@ class JsonFormatter(logging.Formatter):
 class AccessLog:
     """Access lines in the JsonFormatter's shape, written in batches.
 
-    Going through `logging` and a write per request cost about half of the key-lookup
-    throughput, so lines are encoded with orjson into a buffer that `flush` writes; the
-    service calls `flush` every 0.2 s and at shutdown. A crash loses at most that much.
+    Going through `logging` with one write per request cost about half of the key-lookup
+    throughput. Lines are therefore encoded with orjson into a buffer that `flush` writes.
+    The service calls `flush` every 0.2 s and at shutdown, so a crash loses at most 0.2 s.
     """
 
     def __init__(self, stream: Any = None) -> None:

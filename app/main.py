@@ -129,7 +129,7 @@ def create_app(settings: Settings) -> FrontApp:
 
     @app.api_route("/healthz", methods=GET_HEAD, tags=["operations"])
     async def healthz() -> dict[str, str]:
-        """Liveness: the process answers. Never touches data."""
+        """Report liveness: 200 while the process runs. Never touches data."""
         return {"status": "ok"}
 
     @app.api_route("/readyz", methods=GET_HEAD, tags=["operations"],
@@ -151,13 +151,13 @@ def create_app(settings: Settings) -> FrontApp:
     @app.api_route("/v1/datasets", methods=GET_HEAD, tags=["datasets"],
                    responses={304: {"description": "Not modified"}, **ERRORS})
     async def list_datasets(request: Request) -> Response:
-        """Every dataset with its generation, row count, created time and size in bytes."""
+        """List every dataset with its generation, row count, created time and size in bytes."""
         return serve(request)
 
     @app.api_route("/v1/datasets/{name}", methods=GET_HEAD, tags=["datasets"],
                    responses={304: {"description": "Not modified"}, **ERRORS})
     async def describe_dataset(request: Request, name: DatasetName) -> Response:
-        """Schema (names, types, nullability, encodings), key columns, generation, row count
+        """Return the schema (names, types, nullability, encodings), key columns, generation, row count
         and the request limits."""
         return serve(request)
 
@@ -167,7 +167,7 @@ def create_app(settings: Settings) -> FrontApp:
                       key: Annotated[str, Path(description=(
                           "Key value; a composite key joins its components with ',' in key "
                           "column order (a ',' inside a component is sent as %2C)"))]) -> Response:
-        """One row by key, found by binary search on the sorted key columns."""
+        """Return one row by key, found by binary search on the sorted key columns."""
         return serve(request)
 
     @app.api_route("/v1/datasets/{name}/rows", methods=GET_HEAD, tags=["rows"],
@@ -186,7 +186,7 @@ def create_app(settings: Settings) -> FrontApp:
                         shape: Annotated[str | None, Query(
                             description="JSON rows as 'arrays' (default, in the order of "
                             "'columns') or 'objects'")] = None) -> Response:
-        """A page of rows in key order: a row or key range, a projection and filters.
+        """Return a page of rows in key order: a row or key range, a projection and filters.
 
         The page ends at `limit` matches or when the rows scanned reach the per-request cap;
         `next_cursor` (JSON) or the X-Rodata-Next-Cursor header continues it."""
@@ -202,7 +202,7 @@ def create_app(settings: Settings) -> FrontApp:
     async def get_column(request: Request, name: DatasetName,
                          column: Annotated[str, Path(description="Column name")],
                          start: Start = None, stop: Stop = None) -> Response:
-        """One column's values for the rows [start, stop)."""
+        """Return one column's values for the rows [start, stop)."""
         return serve(request)
 
     @app.api_route("/v1/datasets/{name}/aggregate", methods=GET_HEAD, tags=["aggregate"],

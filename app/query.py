@@ -250,15 +250,15 @@ def parse_filter(loaded: Any, text: str) -> Filter:
     type_name = loaded.schema[name].type
 
     if op == "isnull":
-        wanted = operand.lower()
-        if wanted not in ("true", "false"):
+        expected = operand.lower()
+        if expected not in ("true", "false"):
             raise invalid("filter", text, "isnull:true or isnull:false")
 
         def isnull(a: int, b: int) -> np.ndarray:
             if not column.null_count:
-                return np.full(b - a, wanted == "true")
+                return np.full(b - a, expected == "true")
             valid = column.valid_mask(a, b)
-            return ~valid if wanted == "true" else valid
+            return ~valid if expected == "true" else valid
         return Filter(name, op, operand, isnull)
 
     if type_name == "bool" and op not in ("eq", "ne", "in"):
@@ -275,10 +275,10 @@ def parse_filter(loaded: Any, text: str) -> Filter:
 
     values = column.values
     if op == "in":
-        wanted_values = np.array(typed_operands, dtype=values.dtype)
+        members = np.array(typed_operands, dtype=values.dtype)
 
         def member(a: int, b: int) -> np.ndarray:
-            return _with_validity(column, np.isin(values[a:b], wanted_values), a, b)
+            return _with_validity(column, np.isin(values[a:b], members), a, b)
         return Filter(name, op, operand, member)
 
     scalar = typed_operands[0]
@@ -302,10 +302,10 @@ def _dictionary_predicate(loaded: Any, name: str, op: str, operands: list[str]) 
 
     if op in ("eq", "ne", "in"):
         found = [code for code in (code_of(t) for t in operands) if code is not None]
-        wanted = np.array(found, dtype=np.int64)
+        member_codes = np.array(found, dtype=np.int64)
 
         def member(a: int, b: int) -> np.ndarray:
-            mask = np.isin(codes[a:b], wanted)
+            mask = np.isin(codes[a:b], member_codes)
             if op == "ne":
                 mask = ~mask
             return _with_validity(column, mask, a, b)

@@ -1,9 +1,9 @@
 """Published generations that the service serves, and the switch to newer ones.
 
 Each dataset has one current `LoadedGeneration`. A request takes a lease on it for as long as
-it reads from it (including while its body is being sent), so when a newer generation is
-published the switch is one assignment: new requests see the new generation, requests in flight
-finish on the old mapping, and the old generation is closed when its last lease is returned.
+it reads from it, including while its body is being sent. Switching to a newer generation is
+therefore one assignment. New requests see the new generation, requests in flight finish on
+the old mapping, and the old generation is closed when its last lease is returned.
 All of this runs on the event loop thread; only opening and pre-warming run in a worker thread.
 """
 
@@ -133,8 +133,8 @@ class LoadedGeneration:
         try:
             self.handle.close()
         except BufferError:
-            # A numpy view on the map is still referenced somewhere (for instance by a
-            # transport buffer); the map is then released when that view is collected.
+            # A numpy view on the map is still referenced, for instance by a transport
+            # buffer. The map is then released when that view is garbage collected.
             log.warning("generation closed with live views", extra={
                 "dataset": self.dataset, "generation": self.generation})
         log.info("generation released", extra={"dataset": self.dataset,
@@ -150,6 +150,7 @@ class Store:
         # Generation ids that failed to open, per dataset, so the failure is logged once and
         # retried only when CURRENT names another generation.
         self.rejected: dict[str, str] = {}
+        self.current_errors: dict[str, str] = {}
         self.draining = False
         self.loaded_once = False
         self._task: asyncio.Task[None] | None = None
@@ -218,8 +219,13 @@ class Store:
             try:
                 generation_id = fmt.read_current(self.settings.data_root / name)
             except (OSError, ValueError) as error:
-                self._reject(name, "?", error)
+                # Logged once per distinct problem, not on every poll.
+                if self.current_errors.get(name) != str(error):
+                    self.current_errors[name] = str(error)
+                    log.error("cannot read CURRENT; keeping the generation served", extra={
+                        "dataset": name, "error": f"{type(error).__name__}: {error}"})
                 continue
+            self.current_errors.pop(name, None)
             if generation_id is None:
                 continue
             served = self.current.get(name)
