@@ -115,10 +115,10 @@ def main() -> int:
         ("plain FastAPI route", f"http://127.0.0.1:{ports['fastapi']}/item/7", []),
         ("rodata key lookup (JSON row)", f"{rodata}/v1/datasets/flights/rows/123456", []),
         ("rodata 1,000-row slice, 3 columns (JSON)",
-         f"{rodata}/v1/datasets/flights/rows?start=100000&limit=1000"
-         "&columns=id,carrier,dep_delay", []),
-        ("rodata raw column, 1 MiB", f"{rodata}/v1/datasets/flights/columns/id?start=100000"
-         "&stop=231072", ["Accept: application/octet-stream"]),
+         (f"{rodata}/v1/datasets/flights/rows?start=100000&limit=1000"
+         "&columns=id,carrier,dep_delay"), []),
+        ("rodata raw column, 1 MiB", (f"{rodata}/v1/datasets/flights/columns/id?start=100000"
+         "&stop=231072"), ["Accept: application/octet-stream"]),
     ]
     if args.datasette:
         datasette = f"http://127.0.0.1:{ports['datasette']}"
@@ -127,8 +127,8 @@ def main() -> int:
             ("Datasette row page (/flights/123456.json)",
              f"{datasette}/{stem}/flights/123456.json", []),
             ("Datasette 1,000-row slice, 3 columns",
-             f"{datasette}/{stem}/flights.json?_col=carrier&_col=dep_delay&_size=1000"
-             "&id__gt=100000&_sort=id", []),
+             (f"{datasette}/{stem}/flights.json?_col=carrier&_col=dep_delay&_size=1000"
+             "&id__gt=100000&_sort=id"), []),
         ]
     try:
         wait_up(f"http://127.0.0.1:{ports['bare']}/")
