@@ -129,6 +129,13 @@ class RowReader:
         return dict(zip(self.names, [get(i) for get in self.getters]))
 
 
+def json_safe(value: Any) -> Any:
+    """Return `value`, or its decimal string when it is an int beyond +-(2**53 - 1)."""
+    if isinstance(value, int) and not -SAFE_INTEGER <= value <= SAFE_INTEGER:
+        return str(value)
+    return value
+
+
 def json_bytes(document: Any) -> bytes:
     """Return `document` as JSON following the policy above."""
     return orjson.dumps(document, option=JSON_OPTIONS)

@@ -466,7 +466,8 @@ class Handlers:
         loaded.rows_scanned.inc(end - begin)
         if media == JSON:
             names = list(table)
-            results = [dict(zip(names, values)) for values in zip(*table.values())]
+            results = [dict(zip(names, [encode.json_safe(v) for v in values]))
+                       for values in zip(*table.values())]
             body = encode.json_bytes({"dataset": loaded.dataset,
                                       "generation": loaded.generation, "start": begin,
                                       "stop": end, "rows_scanned": end - begin,

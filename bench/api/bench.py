@@ -1,7 +1,7 @@
 """API benchmark: the uvicorn ceiling, a plain FastAPI route and rodata's hot paths, one run.
 
 Usage: python bench/api/bench.py --data-root DIR [--duration 10] [--connections 32]
-                                 [--rounds 2] [--datasette DB]
+                                 [--rounds 2] [--datasette DB --datasette-bin PATH]
 
 Each server runs pinned to CPU 0 (`taskset -c 0`), wrk runs pinned to CPU 1 with one thread
 and 32 connections. The scenarios run in turns, `--rounds` times, and the best round of each
@@ -85,6 +85,8 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--datasette", type=Path, help="SQLite file with a flights table "
                         "(id INTEGER PRIMARY KEY) to measure Datasette as well")
+    parser.add_argument("--datasette-bin", default="datasette",
+                        help="datasette executable (for instance from a separate virtualenv)")
     parser.add_argument("--log-dir", type=Path, default=Path("/tmp"))
     args = parser.parse_args()
     if shutil.which("wrk") is None:
@@ -106,7 +108,7 @@ def main() -> int:
               args.log_dir / "bench-rodata.log"),
     ]
     if args.datasette:
-        servers.append(start([str(bin_dir / "datasette"), "serve", "-i", str(args.datasette),
+        servers.append(start([args.datasette_bin, "serve", "-i", str(args.datasette),
                               "-p", str(ports["datasette"]), "--setting", "max_returned_rows",
                               "1000"], env, args.log_dir / "bench-datasette.log"))
     rodata = f"http://127.0.0.1:{ports['rodata']}"

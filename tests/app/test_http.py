@@ -268,3 +268,8 @@ def test_access_log_is_json(api):
     assert record["dataset"] == "planes"
     assert record["generation"] == "p1"
     assert record["latency_ms"] >= 0
+
+
+def test_aggregate_big_sum_is_string(api):
+    document = api.request("/v1/datasets/planes/aggregate?agg=sum:big").json()
+    assert document["results"] == [{"sum:big": str(2**53 + 3)}]
