@@ -34,6 +34,7 @@ class Params:
     def __init__(self, query_string: bytes, allowed: tuple[str, ...]) -> None:
         self.values: dict[str, str] = {}
         self.filters: list[str] = []
+        self.raw: dict[str, bytes] = {}
         if not query_string:
             self.canonical = "|"
             return
@@ -46,6 +47,12 @@ class Params:
         except ValueError:
             raise ApiError(400, "invalid_query", f"the query string has more than {MAX_FIELDS} "
                            "parameters", allowed=f"at most {MAX_FIELDS} parameters") from None
+        # Key bounds are split on ',' before percent-decoding (as in the path), so their raw
+        # text is kept; '+' is a space in a query string, as parse_qsl reads it.
+        for part in query_string.split(b"&"):
+            name_bytes, _, raw_value = part.partition(b"=")
+            if name_bytes in (b"key_start", b"key_stop"):
+                self.raw[name_bytes.decode()] = raw_value.replace(b"+", b" ")
         for name, value in pairs:
             if name not in allowed:
                 raise ApiError(400, "unknown_parameter",
@@ -182,13 +189,13 @@ def row_range(params: Params, loaded: Any) -> tuple[int, int]:
     if begin > end:
         raise ApiError(400, "invalid_range", f"start={begin} is greater than stop={end}",
                        parameter="start", allowed="start <= stop")
-    key_start = params.get("key_start")
-    key_stop = params.get("key_stop")
+    key_start = params.raw.get("key_start")
+    key_stop = params.raw.get("key_stop")
     if key_start is not None:
-        components = parse_key(loaded, key_start.encode(), "key_start", prefix=True)
+        components = parse_key(loaded, key_start, "key_start", prefix=True)
         begin = max(begin, typed.key_position(loaded, components, "left"))
     if key_stop is not None:
-        components = parse_key(loaded, key_stop.encode(), "key_stop", prefix=True)
+        components = parse_key(loaded, key_stop, "key_stop", prefix=True)
         end = min(end, typed.key_position(loaded, components, "left"))
     return begin, max(begin, end)
 

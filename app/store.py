@@ -151,6 +151,7 @@ class Store:
         # retried only when CURRENT names another generation.
         self.rejected: dict[str, str] = {}
         self.current_errors: dict[str, str] = {}
+        self.missing_logged: set[str] = set()
         self.draining = False
         self.loaded_once = False
         self._task: asyncio.Task[None] | None = None
@@ -227,6 +228,12 @@ class Store:
                 continue
             self.current_errors.pop(name, None)
             if generation_id is None:
+                if name not in self.current and name not in self.missing_logged:
+                    self.missing_logged.add(name)
+                    log.warning("no published generation yet; not ready until the ETL "
+                                "publishes one", extra={"dataset": name,
+                                                        "current": str(self.settings.data_root
+                                                                       / name / "CURRENT")})
                 continue
             served = self.current.get(name)
             if served is not None and served.generation == generation_id:

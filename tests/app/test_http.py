@@ -273,3 +273,13 @@ def test_access_log_is_json(api):
 def test_aggregate_big_sum_is_string(api):
     document = api.request("/v1/datasets/planes/aggregate?agg=sum:big").json()
     assert document["results"] == [{"sum:big": str(2**53 + 3)}]
+
+
+def test_key_bounds_in_query(api):
+    # A ',' inside a single-column key value is sent as %2C, as in the path.
+    page = api.request("/v1/datasets/planes/rows?key_start=N3%2Cx&columns=tailnum&limit=3")
+    assert [r["tailnum"] for r in objects(page.json())] == ["N3,x", "N4", "N5"]
+    composite = api.request("/v1/datasets/weather/rows?key_start=EWR,2013-01-01T06:00:00Z"
+                            "&key_stop=JFK&limit=3").json()
+    assert [r["time_hour"] for r in objects(composite)] == ["2013-01-01T06:00:00Z",
+                                                            "2013-01-01T07:00:00Z"]
