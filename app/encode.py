@@ -61,8 +61,8 @@ def to_python(loaded: Any, name: str, rows: Rows, *, for_json: bool) -> list[Any
     type_name = loaded.schema[name].type
     if type_name == "string":
         if column.encoding == "dictionary":
-            dictionary = loaded.dictionary(name)
-            values = [dictionary[code] for code in _select(column.values, rows).tolist()]
+            # Fancy indexing into an object array of the dictionary is a C loop.
+            values = loaded.dictionary_array(name)[_select(column.values, rows)].tolist()
         else:
             values = _strings(column, rows)
     else:

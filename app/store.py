@@ -49,6 +49,7 @@ class LoadedGeneration:
         self.size_bytes: int = sum(int(entry["size"]) for entry in self.manifest.files.values())
         self._dictionaries: dict[str, list[str]] = {}
         self._row_reader: Any = None
+        self._dictionary_arrays: dict[str, np.ndarray] = {}
         self._dictionary_bytes: dict[str, list[bytes]] = {}
         self.rows_scanned = metrics.ROWS_SCANNED.labels(dataset)
         self.leases = 0
@@ -69,6 +70,14 @@ class LoadedGeneration:
 
             self._row_reader = RowReader(self)
         return self._row_reader
+
+    def dictionary_array(self, name: str) -> np.ndarray:
+        """Return the dictionary values as a numpy object array (cached)."""
+        values = self._dictionary_arrays.get(name)
+        if values is None:
+            values = np.array(self.dictionary(name), dtype=object)
+            self._dictionary_arrays[name] = values
+        return values
 
     def dictionary_bytes(self, name: str) -> list[bytes]:
         """Return the dictionary values as UTF-8 bytes, the order the codes follow (cached)."""
@@ -129,6 +138,7 @@ class LoadedGeneration:
         self.closed = True
         self._dictionaries.clear()
         self._dictionary_bytes.clear()
+        self._dictionary_arrays.clear()
         self._row_reader = None
         try:
             self.handle.close()
