@@ -241,6 +241,13 @@ def create_app(settings: Settings) -> FrontApp:
 
 def app_from_environment() -> FrontApp:
     """Return the app configured from the environment (for uvicorn's multi-worker mode)."""
-    from .config import load_settings
+    import pyarrow as pa
 
-    return create_app(load_settings())
+    from .config import load_settings
+    from .logs import configure_logging
+
+    settings = load_settings()
+    configure_logging(settings.log_level)
+    pa.set_cpu_count(1)
+    pa.set_io_thread_count(1)
+    return create_app(settings)

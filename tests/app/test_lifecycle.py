@@ -207,3 +207,37 @@ def test_sigterm_drains_then_exits_zero(tmp_path):
     messages = [r.get("message") for r in server.log_records()]
     assert "shutdown requested; readiness now fails" in messages
     assert messages.index("shutdown requested; readiness now fails") < messages.index("stopped")
+
+
+def test_checksum_pass_rejects_altered_bytes(tmp_path):
+    root = tmp_path / "data"
+    write_generation(root, "flip", "g1", flip_columns(1), ["id"])
+    server = ApiServer(root, tmp_path / "api.log", RODATA_VERIFY_CHECKSUMS="true")
+    try:
+        server.wait_ready()
+        gen_dir = write_generation(root, "flip", "g2", flip_columns(2), ["id"], publish=False)
+        # Same size, one byte changed: only the optional checksum pass can see it.
+        column = gen_dir / fmt.column_file_name(2)
+        data = bytearray(column.read_bytes())
+        data[-1] ^= 0xFF
+        column.write_bytes(bytes(data))
+        fmt.write_current(root / "flip", "g2")
+        wait_for(lambda: any(r.get("generation") == "g2" and "rejected" in r.get("message", "")
+                             for r in server.log_records()))
+        record = next(r for r in server.log_records()
+                      if r.get("generation") == "g2" and "rejected" in r.get("message", ""))
+        assert "SHA-256 does not match" in record["error"]
+        assert served_generation(server) == "g1"
+    finally:
+        assert server.stop() == 0, server.log()
+
+
+def test_several_workers_serve(tmp_path):
+    root = tmp_path / "data"
+    write_generation(root, "flip", "g1", flip_columns(1), ["id"])
+    server = ApiServer(root, tmp_path / "api.log", RODATA_WORKERS="2")
+    try:
+        server.wait_ready()
+        assert server.request("/v1/datasets/flip/rows/5").json()["row"]["v"] == 5
+    finally:
+        assert server.stop() == 0, server.log()
