@@ -20,7 +20,7 @@ log = logging.getLogger("rodata.api")
 class Server(uvicorn.Server):
     """uvicorn's server with a drain phase: on SIGTERM readiness fails first, then it stops.
 
-    The first SIGTERM or SIGINT marks the store as draining (/readyz answers 503) and, after
+    The first SIGTERM or SIGINT marks the store as draining (/readyz returns 503) and, after
     RODATA_DRAIN_SECONDS, asks uvicorn to stop accepting connections; requests in flight then
     have RODATA_GRACE_SECONDS to finish. The process exits 0. A second signal stops at once.
     """
@@ -76,7 +76,7 @@ def main(argv: list[str] | None = None) -> int:
     app = create_app(settings)
     if settings.workers > 1:
         # NOTE: several workers run under uvicorn's process manager, which has no drain phase
-        # and needs the app importable by name; one worker per pod is the supported layout.
+        # and imports the app by name. One worker per pod is the supported layout.
         log.warning("running several worker processes", extra={"workers": settings.workers})
         uvicorn.run("app.main:app_from_environment", factory=True, host=settings.host,
                     port=settings.port, workers=settings.workers, log_config=None,

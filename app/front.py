@@ -1,6 +1,6 @@
 """The lean ASGI layer in front of FastAPI.
 
-GET and HEAD under /v1/ are answered here directly: the handlers build the whole body as
+GET and HEAD under /v1/ are handled here directly: the handlers build the whole body as
 bytes (or, for raw column bytes, as a memoryview of the mapped pages) and this layer sends it
 with two ASGI messages. Everything else (health, readiness, metrics, /docs, /openapi.json,
 other methods, unknown paths) goes to FastAPI. Both paths share the request id, the access
@@ -101,7 +101,7 @@ class FrontApp:
                          reply.dataset, reply.generation)
             return
 
-        # FastAPI answers; wrap send to learn the status and size for the log and metrics.
+        # FastAPI handles the request; wrap send to learn the status and size for the log and metrics.
         state = {"status": 500, "size": 0}
         request_id_header = (b"x-request-id", request_id)
 

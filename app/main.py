@@ -1,6 +1,6 @@
 """The FastAPI application: lifespan, health, readiness, metrics, OpenAPI and the /v1 routes.
 
-`create_app` returns the FastAPI app wrapped in `FrontApp`, which answers GET and HEAD under
+`create_app` returns the FastAPI app wrapped in `FrontApp`, which serves GET and HEAD under
 /v1 itself with the same handlers the FastAPI routes below call. The routes here give the
 OpenAPI document its parameters and responses, and serve /v1 when the fast path is off
 (RODATA_FAST_PATH=false), so both paths behave the same.

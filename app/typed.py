@@ -1,9 +1,9 @@
 """Typed values from text (keys, filter operands) and binary search on the sorted key columns.
 
-Rows of a generation are sorted by the key columns, so each key column is its own index:
-a bound is one `numpy.searchsorted` on a fixed-width column, a bisection of the sorted
-dictionary plus one `searchsorted` on the codes of a dictionary-encoded string column, or a
-bisection over the UTF-8 bytes of a plain string column. Composite keys narrow the range one
+Rows of a generation are sorted by the key columns, so each key column is its own index.
+A bound is one `numpy.searchsorted` on a fixed-width column. On a dictionary-encoded string
+column it is a bisection of the sorted dictionary plus one `searchsorted` on the codes, and on
+a plain string column a bisection over the UTF-8 bytes. Composite keys narrow the range one
 column at a time.
 """
 
@@ -148,7 +148,7 @@ def bound(loaded: Any, name: str, value: Any, side: str, lo: int, hi: int) -> in
 def key_position(loaded: Any, components: list[Any], side: str) -> int:
     """Return the first row whose key is >= (left) or > (right) the key prefix `components`.
 
-    Keys compare as tuples, column by column; a prefix compares equal to every key that
+    Keys compare as tuples, column by column. A prefix compares equal to every key that
     starts with it, so `key_position(["EWR"], "right")` is the first row after origin EWR.
     """
     lo, hi = 0, loaded.row_count

@@ -14,7 +14,7 @@ assert len(BODY) == 20
 
 
 async def bare(scope, receive, send):
-    """Answer every HTTP request with the same 20-byte JSON body."""
+    """Send the same 20-byte JSON body for every HTTP request."""
     if scope["type"] != "http":
         return
     await send({"type": "http.response.start", "status": 200,

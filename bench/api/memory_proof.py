@@ -38,7 +38,7 @@ CHUNK_ROWS = 10_000_000
 
 
 def column_values(name: str, start: int, stop: int) -> np.ndarray:
-    """Return the values column `name` holds in rows [start, stop)."""
+    """Return the expected values of column `name` in rows [start, stop)."""
     ids = np.arange(start, stop, dtype=np.int64)
     if name == "id":
         return ids

@@ -72,7 +72,7 @@ class ApiServer:
             connection.close()
 
     def wait_ready(self, timeout: float = 30) -> None:
-        """Wait until /readyz answers 200; fail with the server log otherwise."""
+        """Wait until /readyz returns 200; fail with the server log otherwise."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:

@@ -184,7 +184,7 @@ def test_sigterm_drains_then_exits_zero(tmp_path):
 
     server.process.send_signal(signal.SIGTERM)
     time.sleep(0.3)
-    # Draining: readiness fails first while the server still answers.
+    # Draining: readiness fails first while the server still accepts requests.
     ready = server.request("/readyz")
     assert ready.status == 503
     assert ready.json()["reason"] == "shutting down"
