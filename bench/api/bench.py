@@ -1,11 +1,12 @@
 """API benchmark: the uvicorn ceiling, a plain FastAPI route and rodata's hot paths, one run.
 
 Usage: python bench/api/bench.py --data-root DIR [--duration 10] [--connections 32]
-                                 [--rounds 2] [--datasette DB --datasette-bin PATH]
+                                 [--rounds 5] [--datasette DB --datasette-bin PATH]
 
 Each server runs pinned to CPU 0 (`taskset -c 0`), wrk runs pinned to CPU 1 with one thread
-and 32 connections. The scenarios run in turns, `--rounds` times, and the best round of each
-is reported, because other processes on a shared machine disturb single runs. The data root
+and 32 connections. The scenarios run in turns, `--rounds` times, and the median of each
+measure over the rounds is reported, because other processes on a shared machine disturb
+single runs. The data root
 must hold the flights dataset built by `rodata-etl`. Prints a Markdown table.
 """
 
@@ -16,6 +17,7 @@ import os
 import re
 import shutil
 import socket
+import statistics
 import subprocess
 import sys
 import time
@@ -77,12 +79,17 @@ def wrk(url: str, duration: int, connections: int, headers: list[str]) -> dict[s
     return result
 
 
+def median(results: list[dict[str, float]], key: str) -> float:
+    """Return the median of one measure over the rounds."""
+    return statistics.median(r[key] for r in results)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data-root", required=True, type=Path)
     parser.add_argument("--duration", type=int, default=10, help="seconds per wrk run")
     parser.add_argument("--connections", type=int, default=32)
-    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--datasette", type=Path, help="SQLite file with a flights table "
                         "(id INTEGER PRIMARY KEY) to measure Datasette as well")
     parser.add_argument("--datasette-bin", default="datasette",
@@ -138,13 +145,12 @@ def main() -> int:
         wait_up(f"{rodata}/readyz")
         if args.datasette:
             wait_up(f"http://127.0.0.1:{ports['datasette']}/-/versions.json")
-        best: dict[str, dict[str, float]] = {}
+        runs: dict[str, list[dict[str, float]]] = {name: [] for name, _, _ in scenarios}
         for _ in range(args.rounds):
             for name, url, headers in scenarios:
                 wrk(url, 2, args.connections, headers)  # warm-up
                 result = wrk(url, args.duration, args.connections, headers)
-                if name not in best or result["rps"] > best[name]["rps"]:
-                    best[name] = result
+                runs[name].append(result)
                 print(f"{name}: {result}", file=sys.stderr)
     finally:
         for server in servers:
@@ -156,14 +162,19 @@ def main() -> int:
                 server.kill()
                 server.wait()
 
-    ceiling = best[scenarios[0][0]]["rps"]
+    # Each scenario's ratio to the ceiling is taken within a round (measured minutes apart at
+    # most), then the median over rounds is reported, which damps other load on the machine.
+    ceiling_runs = runs[scenarios[0][0]]
     print("| scenario | requests/s | p50 ms | p99 ms | MiB/s | of ceiling | errors |")
     print("|---|---:|---:|---:|---:|---:|---:|")
     for name, _, _ in scenarios:
-        r = best[name]
-        print(f"| {name} | {r['rps']:,.0f} | {r['p50']:.2f} | {r['p99']:.2f} | "
-              f"{r['bytes_per_s'] / 2**20:,.1f} | {r['rps'] / ceiling:.0%} | "
-              f"{r['errors']} {r['socket_errors']} |")
+        results = runs[name]
+        ratio = statistics.median(r["rps"] / c["rps"] for r, c in zip(results, ceiling_runs))
+        errors = sum(r["errors"] for r in results)
+        socket_errors = "; ".join(sorted({r["socket_errors"] for r in results} - {""}))
+        print(f"| {name} | {median(results, 'rps'):,.0f} | {median(results, 'p50'):.2f} | "
+              f"{median(results, 'p99'):.2f} | {median(results, 'bytes_per_s') / 2**20:,.1f} | "
+              f"{ratio:.0%} | {errors} {socket_errors} |")
     print(f"\nload average at the end: {os.getloadavg()}")
     return 0
 
