@@ -11,16 +11,18 @@ from fastapi import FastAPI
 
 BODY = b'{"id":1,"ok":"yes!"}'  # 20 bytes
 assert len(BODY) == 20
+MIB = bytes(1 << 20)  # the ceiling for 1 MiB bodies: no work but the send
 
 
 async def bare(scope, receive, send):
-    """Send the same 20-byte JSON body for every HTTP request."""
+    """Send the same 20-byte JSON body, or 1 MiB of zero bytes on /mib, for every request."""
     if scope["type"] != "http":
         return
+    body = MIB if scope["path"] == "/mib" else BODY
     await send({"type": "http.response.start", "status": 200,
                 "headers": [(b"content-type", b"application/json"),
-                            (b"content-length", b"20")]})
-    await send({"type": "http.response.body", "body": BODY})
+                            (b"content-length", str(len(body)).encode())]})
+    await send({"type": "http.response.body", "body": body})
 
 
 fastapi_app = FastAPI()

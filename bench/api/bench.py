@@ -126,6 +126,8 @@ def main() -> int:
         ("rodata 1,000-row slice, 3 columns (JSON)",
          (f"{rodata}/v1/datasets/flights/rows?start=100000&limit=1000"
          "&columns=id,carrier,dep_delay"), []),
+        ("bare ASGI, 1 MiB body (ceiling for raw bytes)",
+         f"http://127.0.0.1:{ports['bare']}/mib", []),
         ("rodata raw column, 1 MiB", (f"{rodata}/v1/datasets/flights/columns/id?start=100000"
          "&stop=231072"), ["Accept: application/octet-stream"]),
     ]
