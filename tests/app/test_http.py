@@ -283,3 +283,11 @@ def test_key_bounds_in_query(api):
                             "&key_stop=JFK&limit=3").json()
     assert [r["time_hour"] for r in objects(composite)] == ["2013-01-01T06:00:00Z",
                                                             "2013-01-01T07:00:00Z"]
+
+
+def test_key_columns_prewarmed(api):
+    opened = {r["dataset"]: r for r in api.log_records() if r.get("message") == "generation opened"}
+    assert set(opened) == {"numbers", "planes", "weather"}
+    # numbers: 2000 int64 ids; weather: codes of origin plus 5 timestamps at least.
+    assert opened["numbers"]["prewarmed_bytes"] == 2000 * 8
+    assert opened["weather"]["prewarmed_bytes"] >= 5 + 5 * 8
