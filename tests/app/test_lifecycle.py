@@ -154,10 +154,9 @@ def test_broken_generation_rejected(flip):
     shutil.rmtree(gen_dir)
 
 
-def test_sigterm_drains_then_exits_zero(tmp_path):
-    rows = 4 * 1024 * 1024  # 32 MiB of int64: a response that takes a while to read slowly
-    big = tmp_path / "big"
-    dataset_dir = big / "wide" / "generations" / "g1"
+def write_wide(root, rows: int) -> None:
+    """Publish dataset `wide`: one int64 column `id` of `rows` rows (0, 1, 2, ...)."""
+    dataset_dir = root / "wide" / "generations" / "g1"
     (dataset_dir / "columns").mkdir(parents=True)
     digest = fmt.write_column(dataset_dir / fmt.column_file_name(0),
                               fmt.ColumnData.fixed("int64", np.arange(rows, dtype=np.int64)))
@@ -168,7 +167,13 @@ def test_sigterm_drains_then_exits_zero(tmp_path):
         files={fmt.column_file_name(0): {"size": digest.size, "sha256": digest.sha256}},
         sources=[], input_fingerprint="test", etl_version="test")
     fmt.write_manifest(dataset_dir, manifest)
-    fmt.write_current(big / "wide", "g1")
+    fmt.write_current(root / "wide", "g1")
+
+
+def test_sigterm_drains_then_exits_zero(tmp_path):
+    rows = 4 * 1024 * 1024  # 32 MiB of int64: a response that takes a while to read slowly
+    big = tmp_path / "big"
+    write_wide(big, rows)
 
     server = ApiServer(big, tmp_path / "api.log", RODATA_DRAIN_SECONDS="1.0",
                        RODATA_GRACE_SECONDS="10")
@@ -241,3 +246,26 @@ def test_several_workers_serve(tmp_path):
         assert server.request("/v1/datasets/flip/rows/5").json()["row"]["v"] == 5
     finally:
         assert server.stop() == 0, server.log()
+
+
+def test_grace_period_bounds_shutdown(tmp_path):
+    rows = 4 * 1024 * 1024
+    write_wide(tmp_path / "data", rows)
+    server = ApiServer(tmp_path / "data", tmp_path / "api.log", RODATA_GRACE_SECONDS="1")
+    server.wait_ready()
+    # A client that requests 32 MiB and never reads: the response cannot finish.
+    sock = socket.create_connection(("127.0.0.1", server.port))
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)
+    sock.sendall(b"GET /v1/datasets/wide/columns/id HTTP/1.1\r\nHost: test\r\n"
+                 b"Accept: application/octet-stream\r\n\r\n")
+    time.sleep(0.5)
+    started = time.monotonic()
+    server.process.send_signal(signal.SIGTERM)
+    status = server.process.wait(timeout=20)
+    elapsed = time.monotonic() - started
+    sock.close()
+    server.log_file.close()
+    assert status == 0, server.log()
+    assert elapsed < 8, elapsed
+    assert any("timeout graceful shutdown exceeded" in r.get("message", "")
+               for r in server.log_records()), server.log()
