@@ -2,9 +2,19 @@
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    PlatformCollector,
+    ProcessCollector,
+)
 
 REGISTRY = CollectorRegistry(auto_describe=True)
+# process_resident_memory_bytes and friends: resident memory includes mapped column pages.
+ProcessCollector(registry=REGISTRY)
+PlatformCollector(registry=REGISTRY)
 
 REQUESTS = Counter("rodata_http_requests_total", "HTTP requests answered, by route and status.",
                    ["route", "method", "status"], registry=REGISTRY)

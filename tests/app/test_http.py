@@ -235,6 +235,7 @@ def test_metrics(api):
     assert 'rodata_generation_info{dataset="planes",generation="p1"} 1.0' in text
     assert 'rodata_rows_scanned_total{dataset="planes"}' in text
     assert "rodata_http_response_bytes_total" in text
+    assert "process_resident_memory_bytes" in text
 
 
 def test_openapi_lists_routes(api):
