@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import PlaybookRun, run_playbook
+from k8s_support import PlaybookRun, run_playbook
 from standin_apiserver import StandinCluster
 
 pytestmark = pytest.mark.slow

@@ -9,7 +9,7 @@ from typing import Any
 
 import kubernetes_validate
 import pytest
-from conftest import AIRLINES_ONLY, KUBERNETES_INVENTORIES, REPO, load, render
+from k8s_support import AIRLINES_ONLY, KUBERNETES_INVENTORIES, REPO, load, render
 from rodata_k8s import canonical_quantity
 
 Obj = dict[str, Any]

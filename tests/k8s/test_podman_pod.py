@@ -26,7 +26,7 @@ from typing import Any
 
 import pytest
 import yaml
-from conftest import REPO, load, render
+from k8s_support import REPO, load, render
 
 pytestmark = [pytest.mark.podman, pytest.mark.slow]
 

@@ -9,7 +9,7 @@ from typing import Any
 import kubernetes_validate
 import pytest
 import yaml
-from conftest import AIRLINES_ONLY, KUBERNETES_INVENTORIES, load, render
+from k8s_support import AIRLINES_ONLY, KUBERNETES_INVENTORIES, load, render
 
 # Oldest and newest Kubernetes minor versions the manifests are written for. 1.30 is the
 # oldest because the API container's preStop hook uses the sleep action (beta, on by
