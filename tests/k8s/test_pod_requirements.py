@@ -141,10 +141,11 @@ def test_rollout_drops_no_requests(objects: dict[str, list[Obj]], inventory: str
     deployment = one(objects[inventory], "Deployment")
     spec = deployment["spec"]["template"]["spec"]
     prestop = spec["containers"][0]["lifecycle"]["preStop"]["sleep"]["seconds"]
+    shutdown = float(one(objects[inventory], "ConfigMap")["data"]["RODATA_GRACE_SECONDS"])
 
     assert deployment["spec"]["strategy"]["rollingUpdate"]["maxUnavailable"] == 0
     assert prestop > 0
-    assert spec["terminationGracePeriodSeconds"] > prestop
+    assert spec["terminationGracePeriodSeconds"] > prestop + shutdown
 
 
 @pytest.mark.parametrize("inventory", KUBERNETES_INVENTORIES)

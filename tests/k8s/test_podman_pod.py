@@ -89,6 +89,8 @@ def data_volume(podman_env: dict[str, str]) -> Iterator[str]:
     name = f"rodata-k8stest-{uuid.uuid4().hex[:8]}"
     podman("volume", "create", name, env=podman_env)
     yield name
+    # The test names its pod after the volume; a pod left by a failed run holds the volume.
+    podman("pod", "rm", "--force", f"{name}-pod-0", env=podman_env, check=False)
     podman("volume", "rm", "--force", name, env=podman_env, check=False)
 
 
@@ -162,6 +164,10 @@ def test_rendered_pods_run_in_podman(tmp_path: Path, podman_env: dict[str, str],
     pod_spec = deployment["spec"]["template"]["spec"]
     pod_spec["volumes"][0]["persistentVolumeClaim"]["claimName"] = data_volume
     pod_spec["containers"][0]["ports"][0].update({"hostPort": port, "hostIP": "127.0.0.1"})
+    # podman 4.3 applies the pod's restart policy (Always for a Deployment) to init containers
+    # too, restarting the data check until its removal races with a restart and kube play
+    # fails. OnFailure lets the check exit once; a failing API container still restarts.
+    pod_spec["restartPolicy"] = "OnFailure"
     deployment["metadata"]["name"] = data_volume
     (tmp_path / "deployment.yaml").write_text(yaml.safe_dump(deployment))
     (tmp_path / "configmap.yaml").write_text(yaml.safe_dump(api_config))
