@@ -6,7 +6,8 @@ import os
 import subprocess
 
 import pytest
-from server import REPO, ApiServer, api_command
+from api_fixtures import api_fixture, small_root_fixture  # noqa: F401 - pytest fixtures
+from api_server import REPO, ApiServer, api_command
 
 from app.config import ConfigError, load_settings
 

@@ -12,7 +12,7 @@ from collections import Counter, defaultdict
 
 import numpy as np
 import pytest
-from server import ApiServer
+from api_server import ApiServer
 
 SAMPLE = 40
 SLICE = (1000, 2000)

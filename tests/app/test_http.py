@@ -9,6 +9,7 @@ import time
 import numpy as np
 import pyarrow as pa
 import pytest
+from api_fixtures import api_fixture, small_root_fixture  # noqa: F401 - pytest fixtures
 
 ARROW = "application/vnd.apache.arrow.stream"
 

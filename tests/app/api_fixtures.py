@@ -1,17 +1,17 @@
-"""Fixtures for the API tests: small generations and a running server."""
+"""Fixtures for the API tests: small generations and a running server.
+
+They live here rather than in a conftest.py so that `import conftest` elsewhere in the test
+tree keeps finding the top-level one; test modules import the fixtures they use.
+"""
 
 from __future__ import annotations
 
 import datetime as dt
-import sys
 from pathlib import Path
 
 import pytest
-
-sys.path.insert(0, str(Path(__file__).parent))
-
-from builders import write_generation
-from server import ApiServer
+from api_builders import write_generation
+from api_server import ApiServer
 
 PLANES = {
     "tailnum": ("string", ["N1", "N2", "N3,x", "N4", "N5"]),
@@ -45,13 +45,13 @@ def make_small_root(root: Path) -> Path:
     return root
 
 
-@pytest.fixture(scope="module")
-def small_root(tmp_path_factory) -> Path:
+@pytest.fixture(scope="module", name="small_root")
+def small_root_fixture(tmp_path_factory) -> Path:
     return make_small_root(tmp_path_factory.mktemp("data"))
 
 
-@pytest.fixture(scope="module")
-def api(small_root, tmp_path_factory):
+@pytest.fixture(scope="module", name="api")
+def api_fixture(small_root, tmp_path_factory):
     server = ApiServer(small_root, tmp_path_factory.mktemp("log") / "api.log",
                        RODATA_MAX_LIMIT="3", RODATA_DEFAULT_LIMIT="2", RODATA_MAX_SCAN_ROWS="1000",
                        RODATA_MAX_RAW_BYTES="4096")
