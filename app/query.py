@@ -130,7 +130,7 @@ def path_name(segment: bytes, parameter: str, *, strict: bool = True) -> str:
         raise ApiError(400, "invalid_name", f"{parameter} is not valid UTF-8",
                        parameter=parameter, allowed=allowed) from None
     # Names are only looked up in the loaded manifests and never joined to a filesystem
-    # path; rejecting '/', '..' and NUL here gives such requests a clear error as well.
+    # path. Rejecting '/', '..' and NUL here also gives such requests a clear error.
     if (NAME_PATTERN.match(name) if strict else
             name not in ("", ".", "..") and "/" not in name and "\x00" not in name):
         return name

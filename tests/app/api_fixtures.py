@@ -1,7 +1,7 @@
 """Fixtures for the API tests: small generations and a running server.
 
-They live here rather than in a conftest.py so that `import conftest` elsewhere in the test
-tree keeps finding the top-level one; test modules import the fixtures they use.
+They live here rather than in a conftest.py, because other tests run `import conftest` and
+must get the top-level one. Test modules import the fixtures they use.
 """
 
 from __future__ import annotations
