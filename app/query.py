@@ -36,7 +36,6 @@ class Params:
         self.filters: list[str] = []
         self.raw: dict[str, bytes] = {}
         if not query_string:
-            self.canonical = "|"
             return
         try:
             pairs = parse_qsl(query_string.decode("latin-1"), keep_blank_values=True,
@@ -69,8 +68,12 @@ class Params:
                                parameter=name, allowed="one value")
             else:
                 self.values[name] = value
-        self.canonical = "&".join(f"{k}={v}" for k, v in sorted(self.values.items())
-                                  if k != "cursor") + "|" + "|".join(self.filters)
+
+    @property
+    def canonical(self) -> str:
+        """Return the parameters except the cursor in a stable order (for cursor binding)."""
+        return ("&".join(f"{k}={v}" for k, v in sorted(self.values.items()) if k != "cursor")
+                + "|" + "|".join(self.filters))
 
     def get(self, name: str) -> str | None:
         """Return the parameter's value or None when it is absent."""
