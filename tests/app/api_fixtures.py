@@ -42,6 +42,8 @@ def make_small_root(root: Path) -> Path:
     write_generation(root, "planes", "p1", PLANES, ["tailnum"])
     write_generation(root, "weather", "w1", WEATHER, ["origin", "time_hour"])
     write_generation(root, "numbers", "n1", NUMBERS, ["id"])
+    write_generation(root, "bigkeys", "b1", {"id": ("int64", [-(2**60), 1, 2**53, 2**60])},
+                     ["id"])
     return root
 
 
