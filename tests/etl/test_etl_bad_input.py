@@ -5,7 +5,7 @@ from __future__ import annotations
 import csv
 from pathlib import Path
 
-from conftest import run_etl
+from support import run_etl
 from etl_helpers import current_dir, read_rows, write_spec
 
 
