@@ -74,6 +74,8 @@ def write_output_column(task: ColumnTask) -> tuple[fmt.ColumnSchema, int, dict, 
     Returns the manifest entry, the row count, the file's size and digest, and this process's
     peak RSS in KiB.
     """
+    # NOTE: the whole column is in memory here (about 50 bytes per row for a plain string
+    # column), so this step, not parsing, sets the row count a memory-limited worker can take.
     values = load_values(task)
     if task.permutation is not None:
         values = values.take(pa.array(np.load(task.permutation, mmap_mode="r")))

@@ -79,8 +79,9 @@ def add_common(parser: argparse.ArgumentParser) -> None:
                              "(default: <data-root>/<dataset>/rejects.csv)")
     parser.add_argument("--shard-mib", type=mebibytes, default=DEFAULT_SHARD_BYTES,
                         metavar="MIB",
-                        help="maximum shard size in MiB of source text per worker task; worker "
-                             f"memory is about 3x this (default: {DEFAULT_SHARD_BYTES >> 20})")
+                        help="maximum shard size in MiB of source text per worker task; a "
+                             "worker parsing a shard needs about 3x this in memory "
+                             f"(default: {DEFAULT_SHARD_BYTES >> 20})")
     parser.add_argument("--no-progress", action="store_true",
                         help="do not print progress lines (rows, bytes, rows/s, ETA) on stderr")
     parser.add_argument("--log-level", default="info",
