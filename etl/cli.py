@@ -1,7 +1,8 @@
 """The `rodata-etl` command: run, merge and fetch-nycflights13.
 
 Exit status: 0 on success (published or unchanged), 1 on a data or I/O error (nothing is
-published and the previous generation keeps serving), 2 on a usage error, 143 after SIGTERM.
+published and the previous generation keeps serving), 2 on a usage error, 143 after SIGTERM and
+130 after SIGINT (Ctrl-C).
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ log = logging.getLogger("rodata.etl")
 EXIT_DATA = 1
 EXIT_USAGE = 2
 EXIT_TERMINATED = 128 + signal.SIGTERM
+EXIT_INTERRUPTED = 128 + signal.SIGINT
 
 
 class Terminated(BaseException):
@@ -159,6 +161,9 @@ def main(argv: list[str] | None = None) -> int:
     except Terminated:
         log.error("terminated by SIGTERM; nothing was published and staging files were removed")
         return EXIT_TERMINATED
+    except KeyboardInterrupt:
+        log.error("interrupted; nothing was published and staging files were removed")
+        return EXIT_INTERRUPTED
     except (SpecError, UsageError) as error:
         log.error("%s", error)
         return EXIT_USAGE

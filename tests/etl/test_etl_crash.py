@@ -110,14 +110,18 @@ def test_sigkill_leaves_previous_generation(published, big_sources, phase):
     assert_next_run_recovers(published, big_sources, generation)
 
 
-def test_sigterm_cleans_up(published, big_sources):
+@pytest.mark.parametrize(
+    ("signum", "status", "message"),
+    [(signal.SIGTERM, 143, "terminated by SIGTERM"), (signal.SIGINT, 130, "interrupted")],
+)
+def test_signal_cleans_up(published, big_sources, signum, status, message):
     generation = fmt.read_current(published / "flights")
     process = start_run(published, big_sources, "--workers", "2")
     wait_for(lambda: shard_files_exist(published), process)
-    process.send_signal(signal.SIGTERM)
+    process.send_signal(signum)
     _, stderr = process.communicate(timeout=60)
-    assert process.returncode == 143
-    assert "terminated by SIGTERM" in stderr
+    assert process.returncode == status
+    assert message in stderr
     assert_previous_intact(published, generation)
     assert list((published / "flights" / ".staging").iterdir()) == []
     assert_next_run_recovers(published, big_sources, generation)
