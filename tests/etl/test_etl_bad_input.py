@@ -5,8 +5,8 @@ from __future__ import annotations
 import csv
 from pathlib import Path
 
-from support import run_etl
 from etl_helpers import current_dir, read_rows, write_spec
+from support import run_etl
 
 
 def setup(tmp_path: Path, csv_bytes: bytes, spec_text: str) -> tuple[Path, Path, Path]:

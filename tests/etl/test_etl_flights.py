@@ -7,8 +7,8 @@ import random
 from datetime import datetime
 
 import pytest
-from support import SPEC_DIR, run_etl
 from etl_helpers import read_rows
+from support import SPEC_DIR, run_etl
 
 from rodata import format as fmt
 

@@ -7,8 +7,8 @@ import subprocess
 import sys
 
 import pytest
-from support import REPO_ROOT, SPEC_DIR, run_etl
 from etl_helpers import column_bytes, current_dir
+from support import REPO_ROOT, SPEC_DIR, run_etl
 
 pytestmark = pytest.mark.slow
 
