@@ -53,7 +53,7 @@ def test_values_match(source: str, served: object, expected: bool) -> None:
 
 
 class RowHandler(BaseHTTPRequestHandler):
-    def do_GET(self) -> None:  # noqa: N802 (http.server's method name)
+    def do_GET(self) -> None:
         row = SERVED_ROWS.get(self.path)
         body = json.dumps({"row": row} if row else {"error": "not found"}).encode()
         self.send_response(200 if row else 404)

@@ -14,7 +14,7 @@ import sys
 import urllib.error
 import urllib.parse
 import urllib.request
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 NULL_FIELDS = {"", "NA"}
 
@@ -22,10 +22,11 @@ NULL_FIELDS = {"", "NA"}
 def parse_instant(text: str) -> datetime | None:
     """Return text as an aware datetime, or None when it is not an ISO 8601 timestamp."""
     try:
-        value = datetime.fromisoformat(text.replace("Z", "+00:00"))
+        # Python 3.11 parses a trailing "Z" as UTC.
+        value = datetime.fromisoformat(text)
     except ValueError:
         return None
-    return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
 def values_match(source: str, served: object) -> bool:
