@@ -67,7 +67,7 @@ def main() -> int:
     parser.add_argument("--csv", required=True, help="source CSV file")
     selector = parser.add_mutually_exclusive_group(required=True)
     selector.add_argument("--source-row", type=int, help="1-based data row of the record")
-    selector.add_argument("--key-column", help="CSV column that holds the key")
+    selector.add_argument("--key-column", help="CSV column that contains the key")
     args = parser.parse_args()
 
     url = f"{args.url}/v1/datasets/{args.dataset}/rows/{urllib.parse.quote(args.key, safe='')}"
