@@ -22,6 +22,7 @@ spec.loader.exec_module(compare_row)
 SERVED_ROWS = {
     "/v1/datasets/airlines/rows/UA": {"carrier": "UA", "name": "United Air Lines Inc."},
     "/v1/datasets/airlines/rows/AA": {"carrier": "AA", "name": "Wrong Name"},
+    "/v1/datasets/weather/rows/EWR,2013-01-01T06:00:00Z": {"origin": "EWR", "temp": 39.02},
     "/v1/datasets/flights/rows/1": {
         "id": 1, "dep_delay": 2.0, "tailnum": None, "time_hour": "2013-01-01T10:00:00Z",
     },
@@ -81,6 +82,7 @@ def sources(tmp_path: Path) -> Path:
     (tmp_path / "airlines.csv").write_text(
         'carrier,name\nAA,American Airlines Inc.\nUA,United Air Lines Inc.\n'
     )
+    (tmp_path / "weather.csv").write_text("origin,temp\nEWR,39.02\n")
     (tmp_path / "flights.csv").write_text(
         'id,dep_delay,tailnum,time_hour\n1,2,NA,2013-01-01 10:00:00\n'
     )
@@ -107,6 +109,14 @@ def test_matching_row_by_position(api_url: str, sources: Path) -> None:
     code, report = run_compare(api_url, "--dataset", "flights", "--key", "1",
                                "--csv", str(sources / "flights.csv"), "--source-row", "1")
     assert code == 0
+    assert report["mismatches"] == []
+
+
+def test_composite_key_keeps_commas(api_url: str, sources: Path) -> None:
+    code, report = run_compare(api_url, "--dataset", "weather", "--key", "EWR,2013-01-01T06:00:00Z",
+                               "--csv", str(sources / "weather.csv"), "--source-row", "1")
+    assert code == 0
+    assert report["url"].endswith("/rows/EWR,2013-01-01T06:00:00Z")
     assert report["mismatches"] == []
 
 

@@ -70,7 +70,8 @@ def main() -> int:
     selector.add_argument("--key-column", help="CSV column that contains the key")
     args = parser.parse_args()
 
-    url = f"{args.url}/v1/datasets/{args.dataset}/rows/{urllib.parse.quote(args.key, safe='')}"
+    # The key goes into the URL as given: a composite key's separating commas stay literal.
+    url = f"{args.url}/v1/datasets/{args.dataset}/rows/{urllib.parse.quote(args.key, safe=',:')}"
     try:
         with urllib.request.urlopen(url, timeout=30) as response:
             served = json.load(response)["row"]
