@@ -28,12 +28,12 @@ import pyarrow as pa
 
 from etl import publish
 from etl.assemble import ColumnTask, load_values, write_output_column
-from etl.parse import CsvReadPlan, Reject
+from etl.parse import Reject
 from etl.progress import Progress
+from etl.readers import reader_for
 from etl.schema import Column, check_key, merge_inferred, pinned_spec, resolve_columns
-from etl.sharding import DEFAULT_SHARD_BYTES, Header, Shard, plan_shards, read_header
+from etl.sharding import DEFAULT_SHARD_BYTES, Header, Shard
 from etl.shardwork import (
-    InferTask,
     ShardOutcome,
     ShardTask,
     init_worker,
@@ -137,7 +137,7 @@ def resolve_sources(spec: DatasetSpec, source_dir: str) -> list[publish.SourceFi
 def read_headers(spec: DatasetSpec, sources: list[publish.SourceFile]) -> list[Header]:
     """Return each source's header; all sources must name the same columns in the same order."""
     headers = [
-        read_header(s.absolute, delimiter=spec.csv.delimiter, quote=spec.csv.quote)
+        reader_for(spec).read_header(s.absolute)
         for s in sources
     ]
     for source, header in zip(sources[1:], headers[1:]):
@@ -268,8 +268,7 @@ def infer_types(pool: Pool, spec, headers, shards) -> dict[str, str]:
     names = tuple(headers[0].names)
     missing = {name: spec.missing_for(name) for name in names}
     tasks = [
-        InferTask(shard, names, missing, spec.csv.delimiter, spec.csv.quote,
-                  headers[shard.file_index].trailing_delimiter)
+        reader_for(spec).infer_task(shard, names, missing, headers[shard.file_index])
         for shard in shards
     ]
     merged = {name: "null" for name in names}
@@ -283,7 +282,7 @@ def parse_shards(
     pool: Pool, spec, columns, headers, shards: list[Shard], work_dir: Path, progress: Progress | None
 ) -> list[ShardOutcome]:
     """Parse `shards` in the pool into Arrow files under `work_dir`; return outcomes by ordinal."""
-    plan = CsvReadPlan.build(columns, delimiter=spec.csv.delimiter, quote=spec.csv.quote)
+    plan = reader_for(spec).read_plan(columns)
     tasks = [
         ShardTask(shard, plan, headers[shard.file_index].trailing_delimiter,
                   str(work_dir / f"shard-{shard.ordinal:06d}.arrow"))
@@ -305,6 +304,8 @@ def check_rejects(outcomes, limit: int, rejects_file: Path) -> int:
     """Write the reject file; raise DataError when the rejects exceed `limit`."""
     count = sum(o.reject_count for o in outcomes)
     if count == 0:
+        # A reject file left by an earlier run would describe data that is no longer there.
+        rejects_file.unlink(missing_ok=True)
         return 0
     listed: list[Reject] = [r for o in outcomes for r in o.rejects][:REJECTS_LISTED]
     rejects_file.parent.mkdir(parents=True, exist_ok=True)
@@ -423,8 +424,8 @@ def prepare(options: RunOptions):
 
 
 def finish_and_publish(
-    *, pool: Pool, options, spec, columns, sources, digests: SourceDigests, outcomes, dataset_dir: Path,
-    staging_root: Path, rows_rejected, started, workers, inferred_path=None,
+    *, pool: Pool, options, spec, columns, sources, digests: SourceDigests, outcomes,
+    dataset_dir: Path, staging_root: Path, rows_rejected, started, workers, inferred_path=None,
 ) -> Summary:
     """Assemble outcomes into a generation and publish it, unless the inputs are unchanged."""
     hashed = digests.digests()
@@ -491,14 +492,17 @@ def run(options: RunOptions) -> Summary:
         staging_root = dataset_dir / publish.STAGING
         work_dir = staging_root / f"run-{os.getpid()}"
         work_dir.mkdir(parents=True)
+        digests = SourceDigests(sources)
+        digests.start()
         pool = Pool(workers)
         killed = True
         try:
             total = sum(h.size - h.data_start for h in headers)
             shard_bytes = choose_shard_bytes(total, workers, options.shard_bytes)
             files = [(s.absolute, h) for s, h in zip(sources, headers)]
-            shards = plan_shards(files, shard_bytes=shard_bytes, quote=spec.csv.quote,
-                                 map_function=pool.map)
+            shards = reader_for(spec).plan_shards(
+                files, shard_bytes=shard_bytes, map_function=pool.map
+            )
             log.info("%s: %d source file(s), %d bytes, %d shard(s) on %d worker(s)",
                      spec.name, len(sources), total, len(shards), workers)
 
@@ -517,8 +521,6 @@ def run(options: RunOptions) -> Summary:
             columns = force_key_not_null(spec, columns)
             check_key(spec, columns)
 
-            digests = SourceDigests(sources)
-            digests.start()
             progress = None
             if options.show_progress:
                 progress = Progress(dataset=spec.name, total_bytes=total,
@@ -579,8 +581,9 @@ def run_shard_part(options: RunOptions) -> Summary:
     killed = True
     try:
         files = [(s.absolute, h) for s, h in zip(sources, headers)]
-        shards = plan_shards(files, shard_bytes=shard_bytes, quote=spec.csv.quote,
-                             map_function=pool.map)
+        shards = reader_for(spec).plan_shards(
+            files, shard_bytes=shard_bytes, map_function=pool.map
+        )
         mine = [s for s in shards if s.ordinal % count == index]
         log.info("%s: shard process %d of %d takes %d of %d shard(s)", spec.name, index, count,
                  len(mine), len(shards))

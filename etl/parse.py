@@ -93,6 +93,10 @@ class CsvReadPlan:
             direct=direct,
         )
 
+    def read(self, data, *, trailing: bool, path: str, line_of) -> ShardTable:
+        """Return the typed rows of one shard's bytes (see read_shard)."""
+        return read_shard(data, self, trailing=trailing, path=path, line_of=line_of)
+
     def reader_types(self) -> dict[str, pa.DataType]:
         return {
             c.name: (c.arrow_type if c.name in self.direct else pa.string()) for c in self.columns

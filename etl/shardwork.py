@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 import pyarrow as pa
 
-from etl.parse import CsvReadPlan, Reject, infer_shard, read_shard
+from etl.parse import CsvReadPlan, Reject, infer_shard
 from etl.sharding import Shard
 
 # Rejects carried back per shard; the count stays exact beyond it.
@@ -87,8 +87,8 @@ def run_shard(task: ShardTask) -> ShardOutcome:
     """Parse, type and store one shard; return its counts and rejects."""
     shard = task.shard
     data = read_range(shard.path, shard.start, shard.end)
-    result = read_shard(
-        data, task.plan, trailing=task.trailing, path=shard.path,
+    result = task.plan.read(
+        data, trailing=task.trailing, path=shard.path,
         line_of=lambda: first_line_number(shard.path, shard.start),
     )
     del data

@@ -15,7 +15,8 @@ The anchors read "NA" as missing, as the rodata spec declares. Wall time comes f
 extra run under /usr/bin/time -v.
 
 Usage: python bench/etl/bench.py --csv /path/flights30.csv --work DIR [--runs 3]
-Writes DIR/results.json and prints a Markdown table.
+Writes DIR/results.json and prints a Markdown table. `--table-only` prints the table again from
+an existing DIR/results.json.
 """
 
 from __future__ import annotations
@@ -46,9 +47,9 @@ def commands(csv: Path, work: Path, threads: int) -> dict[str, tuple[str, str]]:
     return {
         "rodata-etl": (
             f"rm -rf {root}",
-            f"env PYTHONPATH={REPO} {python} -m etl run --spec {REPO}/bench/etl/flights30.yaml "
+            (f"env PYTHONPATH={REPO} {python} -m etl run --spec {REPO}/bench/etl/flights30.yaml "
             f"--data-root {root} --source-dir {csv.parent} --workers {threads} --no-progress "
-            "--log-level warning",
+            "--log-level warning"),
         ),
         "duckdb": (
             f"rm -f {out}/duckdb.parquet",
@@ -90,7 +91,12 @@ def main() -> None:
     parser.add_argument("--work", required=True, type=Path, help="scratch directory")
     parser.add_argument("--runs", type=int, default=3, help="hyperfine runs per command")
     parser.add_argument("--rows", type=int, default=10_103_280, help="data rows in the CSV")
+    parser.add_argument("--table-only", action="store_true",
+                        help="print the table from an existing results.json and exit")
     args = parser.parse_args()
+    if args.table_only:
+        print(markdown(json.loads((args.work / "results.json").read_text())))
+        return
 
     results = {"machine": {
         "cpus_allowed": len(os.sched_getaffinity(0)),
@@ -115,6 +121,9 @@ def main() -> None:
             results["runs"].append({
                 "tool": tool, "threads": threads, "mean_s": mean["mean"],
                 "stddev_s": mean["stddev"] or 0.0, "rows_per_s": args.rows / mean["mean"],
+                # CPU seconds (user + system, all processes) vary less than wall time on a
+                # machine shared with other work.
+                "cpu_s": mean["user"] + mean["system"],
                 "peak_rss_mib": rss / 1024, "command": command,
             })
     results["machine"]["load_average_after"] = os.getloadavg()
@@ -132,11 +141,14 @@ def _cpu_model() -> str:
 def markdown(results: dict) -> str:
     """Return the results as a Markdown table with ratios to the fastest anchor."""
     runs = results["runs"]
-    lines = ["| tool | cores | mean s (± sd) | rows/s | peak RSS MiB |", "|---|---|---|---|---|"]
+    lines = [
+        "| tool | cores | wall s, mean (± sd) | rows/s | CPU s (user + sys) | peak RSS MiB |",
+        "|---|---|---|---|---|---|",
+    ]
     for run in runs:
         lines.append(
             f"| {run['tool']} | {run['threads']} | {run['mean_s']:.2f} (± {run['stddev_s']:.2f}) "
-            f"| {run['rows_per_s'] / 1e6:.2f}M | {run['peak_rss_mib']:.0f} |"
+            f"| {run['rows_per_s'] / 1e6:.2f}M | {run['cpu_s']:.2f} | {run['peak_rss_mib']:.0f} |"
         )
     by = {(r["tool"], r["threads"]): r for r in runs}
     ours1, ours2 = by[("rodata-etl", 1)], by[("rodata-etl", 2)]

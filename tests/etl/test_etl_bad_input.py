@@ -5,7 +5,7 @@ from __future__ import annotations
 import csv
 from pathlib import Path
 
-from conftest import run_etl
+from support import run_etl
 from etl_helpers import current_dir, read_rows, write_spec
 
 
@@ -108,6 +108,7 @@ def test_rejects_within_limit_publish_good_rows(tmp_path):
     result = etl(spec, root, sources, "--max-rejects", "4")
     assert '"rows_rejected": 4' in result.stdout
     rows = read_rows(root / "demo")
+    assert len(read_rejects(root)) == 4
     # Ids are record positions in the file, so rejected records leave gaps.
     assert rows["id"] == [1, 3, 7]
     assert rows["n"] == [1, 2, 6]
@@ -146,6 +147,7 @@ def test_duplicate_keys_rejected_unless_allowed(tmp_path):
 
     write_spec(spec, spec_text + "allow_duplicate_keys: true\n")
     etl(spec, root, sources)
+    assert not (root / "demo" / "rejects.csv").exists()
     rows = read_rows(root / "demo")
     # Stable sort: duplicates stay in source order.
     assert rows == {"k": ["a", "b", "b"], "v": [2, 1, 3]}

@@ -6,7 +6,7 @@ import io
 import json
 
 import pytest
-from conftest import SPEC_DIR, run_etl
+from support import SPEC_DIR, run_etl
 
 from etl.cli import build_parser
 from etl.progress import Progress

@@ -98,7 +98,7 @@ def test_invalid_environment_value(value):
 def test_cli_logs_chosen_count(tmp_path):
     import os
 
-    from conftest import run_etl
+    from support import run_etl
 
     result = run_etl("run", "--spec", str(tmp_path / "missing.yaml"), "--data-root",
                      str(tmp_path), env={**os.environ, "RODATA_ETL_WORKERS": "3"}, check=False)

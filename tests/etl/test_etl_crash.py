@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import REPO_ROOT, SPEC_DIR, run_etl
+from support import REPO_ROOT, SPEC_DIR, run_etl
 
 from rodata import format as fmt
 

@@ -20,7 +20,7 @@ CASES = [
     ("float64", [1e300, None, float("inf")]),
     ("bool", [True, None, False, True, False, False, True, True, True, None]),
     ("date", [dt.date(2013, 1, 1), None, dt.date(1969, 12, 31)]),
-    ("timestamp", [dt.datetime(2013, 1, 1, 10, tzinfo=dt.timezone.utc), None]),
+    ("timestamp", [dt.datetime(2013, 1, 1, 10, tzinfo=dt.UTC), None]),
     ("string", ["a", None, "", "日本", "NA"]),
 ]
 

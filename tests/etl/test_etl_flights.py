@@ -7,7 +7,7 @@ import random
 from datetime import datetime
 
 import pytest
-from conftest import SPEC_DIR, run_etl
+from support import SPEC_DIR, run_etl
 from etl_helpers import read_rows
 
 from rodata import format as fmt

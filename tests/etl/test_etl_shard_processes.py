@@ -7,7 +7,7 @@ import subprocess
 import sys
 
 import pytest
-from conftest import REPO_ROOT, SPEC_DIR, run_etl
+from support import REPO_ROOT, SPEC_DIR, run_etl
 from etl_helpers import column_bytes, current_dir
 
 pytestmark = pytest.mark.slow

@@ -72,7 +72,7 @@ def test_dump_then_load_round_trip(tmp_path):
 
 
 def test_reference_specs_load():
-    from conftest import NYCFLIGHTS13_TABLES, SPEC_DIR
+    from support import NYCFLIGHTS13_TABLES, SPEC_DIR
 
     for table in NYCFLIGHTS13_TABLES:
         spec = load_spec(SPEC_DIR / f"{table}.yaml")
