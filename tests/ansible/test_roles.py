@@ -152,3 +152,15 @@ def test_missing_spec_file_named(tmp_path: Path) -> None:
     assert result.returncode != 0
     assert "Dataset spec not found: datasets/trips.yaml" in result.stdout
     assert not (tmp_path / "data").exists()
+
+
+@pytest.mark.slow
+def test_check_mode_first_run(tmp_path: Path) -> None:
+    state = tmp_path / "state"
+
+    result = run_playbook("playbooks/site.yml", "--check", "-e", "rodata_runtime=process",
+                          "-e", f"rodata_state_dir={state}", "-e", "rodata_api_port=1")
+
+    assert result.returncode == 0, result.stdout[-3000:]
+    assert "failed=0" in result.stdout
+    assert not state.exists()
