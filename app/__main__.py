@@ -86,7 +86,7 @@ def main(argv: list[str] | None = None) -> int:
     config = uvicorn.Config(app, host=settings.host, port=settings.port, log_config=None,
                             access_log=False, lifespan="on", server_header=False,
                             timeout_graceful_shutdown=settings.grace_seconds,  # type: ignore[arg-type]
-                            loop="uvloop", http="httptools")
+                            loop="auto", http="auto")  # uvloop and httptools when installed
     server = Server(config, settings, app.fallback.state.store)
     log.info("starting", extra={"host": settings.host, "port": settings.port,
                                 "data_root": str(settings.data_root),

@@ -1,8 +1,8 @@
 """count, sum, mean, min and max over a row range, optionally grouped by a dictionary column.
 
-The range is processed in chunks so that temporary arrays stay small whatever the range;
-the caller caps the range length. Nulls are skipped, so each function sees only the valid
-values of its column; NaN values of float columns propagate into sum, mean, min and max.
+The range is processed in chunks so that temporary arrays stay small whatever the range, and
+the caller caps the range length. Nulls are skipped, so each function reads only the valid
+values of its column. NaN values of float columns propagate into sum, mean, min and max.
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ def compute(loaded: Any, specs: list[tuple[str, str | None]], group_by: str | No
     """Return ({output column: values}, rows matched by the filters) for rows [begin, end)."""
     groups = 1
     if group_by is not None:
-        groups = len(loaded.dictionary(group_by)) + 1  # the last group holds null keys
+        groups = len(loaded.dictionary(group_by)) + 1  # the last group collects null keys
     accumulators = {spec: _Accumulator(loaded, spec, groups) for spec in dict.fromkeys(specs)}
     matched = 0
 
@@ -107,7 +107,7 @@ class _Accumulator:
                 self.extreme = np.full(groups, _min_of(self.work), dtype=self.work)
 
     def add(self, a: int, b: int, mask: np.ndarray, codes: np.ndarray) -> None:
-        """Fold rows [a, b) where `mask` holds into the state."""
+        """Fold the rows of [a, b) selected by `mask` into the state."""
         self.rows += np.bincount(codes[mask], minlength=self.groups)
         if self.column is None:
             self.count += np.bincount(codes[mask], minlength=self.groups)

@@ -55,6 +55,16 @@ def _strings(column: Any, rows: Rows) -> list[str]:
     return [data[a:b].tobytes().decode() for a, b in zip(starts, stops)]
 
 
+def _beyond_safe(loaded: Any, name: str, selected: np.ndarray, rows: Rows) -> bool:
+    """Return whether any selected value lies beyond +-(2**53 - 1)."""
+    if isinstance(rows, slice) and loaded.key and loaded.key[0] == name:
+        # The first key column is sorted, so a contiguous range has its extremes at its ends.
+        low, high = selected.item(0), selected.item(-1)
+    else:
+        low, high = int(selected.min()), int(selected.max())
+    return high > SAFE_INTEGER or low < -SAFE_INTEGER
+
+
 def to_python(loaded: Any, name: str, rows: Rows, *, for_json: bool) -> list[Any]:
     """Return the selected values of one column as Python objects, None for nulls."""
     column = loaded.columns[name]
@@ -67,8 +77,8 @@ def to_python(loaded: Any, name: str, rows: Rows, *, for_json: bool) -> list[Any
             values = _strings(column, rows)
     else:
         selected = _select(column.values, rows)
-        if for_json and type_name in ("int64", "uint64") and selected.size and (
-                int(selected.max()) > SAFE_INTEGER or int(selected.min()) < -SAFE_INTEGER):
+        if for_json and type_name in ("int64", "uint64") and selected.size and \
+                _beyond_safe(loaded, name, selected, rows):
             values = [v if -SAFE_INTEGER <= v <= SAFE_INTEGER else str(v)
                       for v in selected.tolist()]
         else:

@@ -14,7 +14,7 @@ import orjson
 
 
 class ApiError(Exception):
-    """A request the service cannot answer; becomes a JSON error response."""
+    """A request the service cannot serve. It becomes a JSON error response."""
 
     def __init__(self, status: int, code: str, message: str, *, parameter: str | None = None,
                  allowed: str | None = None, headers: dict[str, str] | None = None) -> None:

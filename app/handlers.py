@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 
 from . import encode, query, typed
+from .aggregate import compute
 from .config import Settings
 from .errors import ApiError, invalid, not_found
 from .store import LoadedGeneration, Store
@@ -144,6 +145,7 @@ class Handlers:
                             "/v1/datasets", allowed="/v1/datasets")
         if len(segments) == 3:
             return self.datasets(request)
+
         route = _route_name(segments)
         try:
             name = query.path_name(segments[3], "dataset")
@@ -157,6 +159,8 @@ class Handlers:
             reply = error_reply(error, route)
             reply.dataset = name
             return reply
+
+        # The lease keeps this generation's mapping open until the reply has been sent.
         loaded.acquire()
         try:
             reply = self._dataset_route(request, loaded, segments[4:])
@@ -169,6 +173,7 @@ class Handlers:
         except BaseException:
             loaded.release()
             raise
+
         reply.dataset = name
         reply.generation = loaded.generation
         reply.lease = loaded
@@ -449,6 +454,7 @@ class Handlers:
                 raise invalid("group_by", group_by, self._dictionary_columns(loaded),
                               reason="not a dictionary-encoded column; must be one of "
                                      + self._dictionary_columns(loaded))
+
         filters = query.parse_filters(params, loaded)
         begin, end = query.row_range(params, loaded)
         if end - begin > self.settings.max_scan_rows:
@@ -461,9 +467,10 @@ class Handlers:
         etag, cached = self._cached(request, loaded.generation, media, "aggregate")
         if cached:
             return cached
-        from .aggregate import compute  # imported here to keep the hot path's imports small
+
         table, matched = compute(loaded, specs, group_by, filters, begin, end)
         loaded.rows_scanned.inc(end - begin)
+
         if media == JSON:
             names = list(table)
             results = [dict(zip(names, [encode.json_safe(v) for v in values]))

@@ -51,7 +51,7 @@ class RequestMetrics:
         self._bytes: dict[str, object] = {}
 
     def observe(self, route: str, method: str, status: int, seconds: float, size: int) -> None:
-        """Record one answered request."""
+        """Record one completed request."""
         key = (route, method, status)
         counter = self._requests.get(key)
         if counter is None:

@@ -36,7 +36,6 @@ class Params:
         self.filters: list[str] = []
         self.raw: dict[str, bytes] = {}
         if not query_string:
-            self.canonical = "|"
             return
         try:
             pairs = parse_qsl(query_string.decode("latin-1"), keep_blank_values=True,
@@ -69,8 +68,12 @@ class Params:
                                parameter=name, allowed="one value")
             else:
                 self.values[name] = value
-        self.canonical = "&".join(f"{k}={v}" for k, v in sorted(self.values.items())
-                                  if k != "cursor") + "|" + "|".join(self.filters)
+
+    @property
+    def canonical(self) -> str:
+        """Return the parameters except the cursor in a stable order (for cursor binding)."""
+        return ("&".join(f"{k}={v}" for k, v in sorted(self.values.items()) if k != "cursor")
+                + "|" + "|".join(self.filters))
 
     def get(self, name: str) -> str | None:
         """Return the parameter's value or None when it is absent."""
@@ -130,7 +133,7 @@ def path_name(segment: bytes, parameter: str, *, strict: bool = True) -> str:
         raise ApiError(400, "invalid_name", f"{parameter} is not valid UTF-8",
                        parameter=parameter, allowed=allowed) from None
     # Names are only looked up in the loaded manifests and never joined to a filesystem
-    # path; rejecting '/', '..' and NUL here gives such requests a clear error as well.
+    # path. Rejecting '/', '..' and NUL here also gives such requests a clear error.
     if (NAME_PATTERN.match(name) if strict else
             name not in ("", ".", "..") and "/" not in name and "\x00" not in name):
         return name

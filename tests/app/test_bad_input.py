@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from api_fixtures import api_fixture, small_root_fixture  # noqa: F401 - pytest fixtures
 
 P = "/v1/datasets/planes"
 

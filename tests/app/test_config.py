@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import os
 import subprocess
+import sys
 
 import pytest
-from server import REPO, ApiServer, api_command
+from api_fixtures import api_fixture, small_root_fixture  # noqa: F401 - pytest fixtures
+from api_server import REPO, ApiServer, api_command
 
 from app.config import ConfigError, load_settings
 
@@ -76,3 +78,17 @@ def test_fastapi_routes_match_fast_path(api, small_root, tmp_path):
             assert slow_response.headers.get("etag") == fast_response.headers.get("etag"), path
     finally:
         assert slow.stop() == 0
+
+
+def test_thread_pools_pinned():
+    # Importing the service before numpy must keep OpenBLAS/OpenMP at one thread: without the
+    # pin, numpy starts one BLAS thread per CPU at import on this kind of machine.
+    env = {k: v for k, v in os.environ.items()
+           if not k.endswith(("_NUM_THREADS", "_MAXIMUM_THREADS"))}
+    env["PYTHONPATH"] = str(REPO)
+    code = ("import app, numpy, os; "
+            "print(len(os.listdir('/proc/self/task')), os.environ['OPENBLAS_NUM_THREADS'], "
+            "os.environ['OMP_NUM_THREADS'])")
+    result = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
+                            text=True, timeout=60, check=True)
+    assert result.stdout.split() == ["1", "1", "1"]

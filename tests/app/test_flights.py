@@ -12,7 +12,7 @@ from collections import Counter, defaultdict
 
 import numpy as np
 import pytest
-from server import ApiServer
+from api_server import ApiServer
 
 SAMPLE = 40
 SLICE = (1000, 2000)
@@ -128,3 +128,20 @@ def test_filtered_count_matches_csv(flights, reference):
     document = server.request("/v1/datasets/flights/aggregate?agg=count"
                               "&filter=tailnum:eq:N14228").json()
     assert document["results"] == [{"count": reference["n14228"]}]
+
+
+def test_weather_composite_key_matches_csv(flights):
+    server, source_dir = flights
+    with open(source_dir / "weather.csv", newline="") as handle:
+        records = list(csv.DictReader(handle))
+    schema = {c["name"]: c["type"] for c in
+              server.request("/v1/datasets/weather").json()["schema"]}
+    for record in (records[0], records[len(records) // 2], records[-1]):
+        key = f"{record['origin']},{record['time_hour']}"
+        row = server.request(f"/v1/datasets/weather/rows/{key}").json()["row"]
+        for name, text in record.items():
+            expected = typed(schema, name, text)
+            if isinstance(expected, float):
+                assert row[name] == pytest.approx(expected), (key, name)
+            else:
+                assert row[name] == expected, (key, name)

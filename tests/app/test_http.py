@@ -9,6 +9,7 @@ import time
 import numpy as np
 import pyarrow as pa
 import pytest
+from api_fixtures import api_fixture, small_root_fixture  # noqa: F401 - pytest fixtures
 
 ARROW = "application/vnd.apache.arrow.stream"
 
@@ -22,14 +23,15 @@ def test_healthz_and_readyz(api):
     assert api.request("/healthz").json() == {"status": "ok"}
     ready = api.request("/readyz")
     assert ready.status == 200
-    assert ready.json()["generations"] == {"numbers": "n1", "planes": "p1", "weather": "w1"}
+    assert ready.json()["generations"] == {"bigkeys": "b1", "numbers": "n1", "planes": "p1",
+                                               "weather": "w1"}
 
 
 def test_datasets_list(api):
     document = api.request("/v1/datasets").json()
     names = [d["name"] for d in document["datasets"]]
-    assert names == ["numbers", "planes", "weather"]
-    planes = document["datasets"][1]
+    assert names == ["bigkeys", "numbers", "planes", "weather"]
+    planes = document["datasets"][2]
     assert planes["generation"] == "p1"
     assert planes["row_count"] == 5
     assert planes["size_bytes"] > 0
@@ -288,7 +290,18 @@ def test_key_bounds_in_query(api):
 
 def test_key_columns_prewarmed(api):
     opened = {r["dataset"]: r for r in api.log_records() if r.get("message") == "generation opened"}
-    assert set(opened) == {"numbers", "planes", "weather"}
+    assert set(opened) == {"bigkeys", "numbers", "planes", "weather"}
     # numbers: 2000 int64 ids; weather: codes of origin plus 5 timestamps at least.
     assert opened["numbers"]["prewarmed_bytes"] == 2000 * 8
     assert opened["weather"]["prewarmed_bytes"] >= 5 + 5 * 8
+
+
+def test_big_sorted_keys_in_pages(api):
+    # The first key column is sorted, so pages check only its ends against 2**53.
+    document = api.request("/v1/datasets/bigkeys/rows?start=1&stop=3").json()
+    assert document["rows"] == [[1], [str(2**53)]]
+    first = api.request("/v1/datasets/bigkeys/rows?stop=2").json()
+    assert first["rows"] == [[str(-(2**60))], [1]]
+    within = api.request("/v1/datasets/bigkeys/rows?start=1&stop=2").json()
+    assert within["rows"] == [[1]]
+    assert api.request(f"/v1/datasets/bigkeys/rows/{2**60}").json()["row"] == {"id": str(2**60)}

@@ -10,8 +10,8 @@ import time
 
 import numpy as np
 import pytest
-from builders import write_generation
-from server import ApiServer
+from api_builders import write_generation
+from api_server import ApiServer
 
 from rodata import format as fmt
 

@@ -1,17 +1,17 @@
-"""Fixtures for the API tests: small generations and a running server."""
+"""Fixtures for the API tests: small generations and a running server.
+
+They live here rather than in a conftest.py, because other tests run `import conftest` and
+must get the top-level one. Test modules import the fixtures they use.
+"""
 
 from __future__ import annotations
 
 import datetime as dt
-import sys
 from pathlib import Path
 
 import pytest
-
-sys.path.insert(0, str(Path(__file__).parent))
-
-from builders import write_generation
-from server import ApiServer
+from api_builders import write_generation
+from api_server import ApiServer
 
 PLANES = {
     "tailnum": ("string", ["N1", "N2", "N3,x", "N4", "N5"]),
@@ -42,16 +42,18 @@ def make_small_root(root: Path) -> Path:
     write_generation(root, "planes", "p1", PLANES, ["tailnum"])
     write_generation(root, "weather", "w1", WEATHER, ["origin", "time_hour"])
     write_generation(root, "numbers", "n1", NUMBERS, ["id"])
+    write_generation(root, "bigkeys", "b1", {"id": ("int64", [-(2**60), 1, 2**53, 2**60])},
+                     ["id"])
     return root
 
 
-@pytest.fixture(scope="module")
-def small_root(tmp_path_factory) -> Path:
+@pytest.fixture(scope="module", name="small_root")
+def small_root_fixture(tmp_path_factory) -> Path:
     return make_small_root(tmp_path_factory.mktemp("data"))
 
 
-@pytest.fixture(scope="module")
-def api(small_root, tmp_path_factory):
+@pytest.fixture(scope="module", name="api")
+def api_fixture(small_root, tmp_path_factory):
     server = ApiServer(small_root, tmp_path_factory.mktemp("log") / "api.log",
                        RODATA_MAX_LIMIT="3", RODATA_DEFAULT_LIMIT="2", RODATA_MAX_SCAN_ROWS="1000",
                        RODATA_MAX_RAW_BYTES="4096")

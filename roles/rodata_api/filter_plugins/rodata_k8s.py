@@ -1,0 +1,1 @@
+../../../plugins/filter/rodata_k8s.py
