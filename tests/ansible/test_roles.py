@@ -1,0 +1,166 @@
+"""Static and fail-fast checks of the Ansible roles and playbooks."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+ROLES = ["rodata_images", "rodata_etl", "rodata_api", "rodata_smoke"]
+PLAYBOOKS = sorted((REPO_ROOT / "playbooks").glob("*.yml"))
+
+
+def ansible_playbook() -> str:
+    """Return the ansible-playbook next to this Python, else the one on PATH."""
+    beside = Path(sys.executable).parent / "ansible-playbook"
+    found = str(beside) if beside.exists() else shutil.which("ansible-playbook")
+    if found is None:
+        pytest.fail("ansible-playbook not found: install requirements/dev.txt")
+    return found
+
+
+def run_playbook(*args: str, cwd: Path = REPO_ROOT) -> subprocess.CompletedProcess:
+    env = dict(os.environ, ANSIBLE_CONFIG=str(REPO_ROOT / "ansible.cfg"), ANSIBLE_NOCOLOR="1")
+    return subprocess.run(
+        [ansible_playbook(), *args], cwd=cwd, env=env, capture_output=True, text=True,
+        check=False, timeout=300,
+    )
+
+
+def role_defaults(role: str) -> dict:
+    """Return the role's defaults of the local path (defaults/main/main.yml).
+
+    NOTE: the Kubernetes path keeps its defaults in defaults/main/kubernetes.yml, and this
+    module does not check those against the argument specs.
+    """
+    path = REPO_ROOT / "roles" / role / "defaults" / "main" / "main.yml"
+    return (yaml.safe_load(path.read_text()) or {}) if path.exists() else {}
+
+
+def role_options(role: str) -> dict:
+    specs = yaml.safe_load((REPO_ROOT / "roles" / role / "meta" / "argument_specs.yml").read_text())
+    return specs["argument_specs"]["main"]["options"]
+
+
+@pytest.mark.parametrize("role", ROLES)
+def test_defaults_have_argument_specs(role: str) -> None:
+    undocumented = set(role_defaults(role)) - set(role_options(role))
+    assert not undocumented, f"{role}: defaults without an argument spec: {sorted(undocumented)}"
+
+
+@pytest.mark.parametrize("role", ROLES)
+def test_variables_prefixed_with_role(role: str) -> None:
+    names = set(role_defaults(role)) | set(role_options(role))
+    unprefixed = sorted(n for n in names if not n.startswith(role + "_"))
+    assert not unprefixed, f"{role}: variables without the role prefix: {unprefixed}"
+
+
+@pytest.mark.parametrize("role", ROLES)
+def test_defaults_commented(role: str) -> None:
+    # Every default carries a comment right above it (or shares one with the line above).
+    for path in (REPO_ROOT / "roles" / role / "defaults" / "main").glob("main.yml"):
+        lines = path.read_text().splitlines()
+        for number, line in enumerate(lines):
+            if line and not line[0].isspace() and not line.startswith(("#", "---")):
+                previous = lines[number - 1] if number else ""
+                assert previous.startswith("#") or (previous and not previous[0].isspace()
+                                                    and not previous.startswith("---")), (
+                    f"{path.relative_to(REPO_ROOT)}:{number + 1}: {line.split(':')[0]} has no comment"
+                )
+
+
+@pytest.mark.parametrize("playbook", PLAYBOOKS, ids=lambda p: p.name)
+def test_playbook_syntax(playbook: Path) -> None:
+    result = run_playbook("--syntax-check", str(playbook))
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_invalid_runtime_named(tmp_path: Path) -> None:
+    result = run_playbook("playbooks/site.yml", "-e", "rodata_runtime=kubelet",
+                          "-e", f"rodata_state_dir={tmp_path}")
+
+    assert result.returncode != 0
+    assert "rodata_images_runtime" in result.stdout
+    assert "kubelet" in result.stdout
+    assert not any(tmp_path.iterdir())
+
+
+def test_worker_limits_mismatch_named(tmp_path: Path) -> None:
+    playbook = tmp_path / "api.yml"
+    playbook.write_text(yaml.safe_dump([{
+        "name": "Start the API with two workers and one CPU",
+        "hosts": "localhost",
+        "gather_facts": False,
+        "roles": [{"role": "rodata_api", "vars": {
+            "rodata_api_runtime": "process", "rodata_api_venv_dir": str(tmp_path / "venv"),
+            "rodata_api_state_dir": str(tmp_path), "rodata_api_data_root": str(tmp_path),
+            "rodata_api_workers": 2, "rodata_api_cpus": 1, "rodata_api_memory_mib": 1024,
+        }}],
+    }]))
+
+    result = run_playbook(str(playbook))
+
+    assert result.returncode != 0
+    assert "rodata_api_workers=2 needs rodata_api_cpus=2 and rodata_api_memory_mib=2048" in result.stdout
+    assert not (tmp_path / "run").exists()
+
+
+def test_missing_dataset_field_named(tmp_path: Path) -> None:
+    playbook = tmp_path / "etl.yml"
+    playbook.write_text(yaml.safe_dump([{
+        "name": "Publish a dataset declared without its spec",
+        "hosts": "localhost",
+        "gather_facts": False,
+        "roles": [{"role": "rodata_etl", "vars": {
+            "rodata_etl_runtime": "process", "rodata_etl_venv_dir": str(tmp_path / "venv"),
+            "rodata_etl_state_dir": str(tmp_path), "rodata_etl_data_root": str(tmp_path / "data"),
+            "rodata_etl_source_dir": str(tmp_path), "rodata_etl_datasets": [{"name": "flights"}],
+        }}],
+    }]))
+
+    result = run_playbook(str(playbook))
+
+    assert result.returncode != 0
+    assert "spec" in result.stdout
+    assert "rodata_etl_datasets" in result.stdout
+    assert not (tmp_path / "data").exists()
+
+
+def test_missing_spec_file_named(tmp_path: Path) -> None:
+    playbook = tmp_path / "etl.yml"
+    playbook.write_text(yaml.safe_dump([{
+        "name": "Publish a dataset whose spec file does not exist",
+        "hosts": "localhost",
+        "gather_facts": False,
+        "roles": [{"role": "rodata_etl", "vars": {
+            "rodata_etl_runtime": "process", "rodata_etl_venv_dir": str(tmp_path / "venv"),
+            "rodata_etl_project_dir": str(REPO_ROOT),
+            "rodata_etl_state_dir": str(tmp_path), "rodata_etl_data_root": str(tmp_path / "data"),
+            "rodata_etl_source_dir": str(tmp_path),
+            "rodata_etl_datasets": [{"name": "trips", "spec": "datasets/trips.yaml"}],
+        }}],
+    }]))
+
+    result = run_playbook(str(playbook))
+
+    assert result.returncode != 0
+    assert "Dataset spec not found: datasets/trips.yaml" in result.stdout
+    assert not (tmp_path / "data").exists()
+
+
+@pytest.mark.slow
+def test_check_mode_first_run(tmp_path: Path) -> None:
+    state = tmp_path / "state"
+
+    result = run_playbook("playbooks/site.yml", "--check", "-e", "rodata_runtime=process",
+                          "-e", f"rodata_state_dir={state}", "-e", "rodata_api_port=1")
+
+    assert result.returncode == 0, result.stdout[-3000:]
+    assert "failed=0" in result.stdout
+    assert not state.exists()
