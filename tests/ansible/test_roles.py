@@ -121,6 +121,18 @@ def test_invalid_kubernetes_input_named(tmp_path: Path, value: dict, message: st
     assert message in result.stdout
 
 
+def test_render_checks_argument_specs(tmp_path: Path) -> None:
+    out = tmp_path / "manifests"
+
+    result = run_playbook("-i", "inventory/staging", "playbooks/render.yml",
+                          "-e", f"rodata_render_dir={out}", "-e", "rodata_api_k8s_service_type=Ingress")
+
+    assert result.returncode != 0
+    assert "Validating arguments against arg spec 'kubernetes_manifests'" in result.stdout
+    assert "value of rodata_api_k8s_service_type must be one of" in result.stdout
+    assert not out.exists()
+
+
 @pytest.mark.parametrize("role", ROLES)
 def test_variables_prefixed_with_role(role: str) -> None:
     names = set(role_defaults(role)) | set(role_options(role))
