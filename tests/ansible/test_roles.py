@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -12,7 +13,7 @@ import pytest
 import yaml
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-ROLES = ["rodata_images", "rodata_etl", "rodata_api", "rodata_smoke"]
+ROLES = ["rodata_images", "rodata_etl", "rodata_api", "rodata_smoke", "rodata_volume"]
 PLAYBOOKS = sorted((REPO_ROOT / "playbooks").glob("*.yml"))
 
 
@@ -33,14 +34,20 @@ def run_playbook(*args: str, cwd: Path = REPO_ROOT) -> subprocess.CompletedProce
     )
 
 
-def role_defaults(role: str) -> dict:
-    """Return the role's defaults of the local path (defaults/main/main.yml).
+def defaults_files(role: str) -> list[Path]:
+    """Return the files under the role's defaults/main/, sorted by name."""
+    return sorted((REPO_ROOT / "roles" / role / "defaults" / "main").glob("*.yml"))
 
-    NOTE: the Kubernetes path keeps its defaults in defaults/main/kubernetes.yml, and this
-    module does not check those against the argument specs.
-    """
-    path = REPO_ROOT / "roles" / role / "defaults" / "main" / "main.yml"
-    return (yaml.safe_load(path.read_text()) or {}) if path.exists() else {}
+
+def role_defaults(role: str) -> dict:
+    """Return the defaults of every file under the role's defaults/main/, as Ansible merges them."""
+    defaults: dict = {}
+    for path in defaults_files(role):
+        loaded = yaml.safe_load(path.read_text()) or {}
+        duplicated = sorted(set(defaults) & set(loaded))
+        assert not duplicated, f"{path.relative_to(REPO_ROOT)}: defaults set twice: {duplicated}"
+        defaults.update(loaded)
+    return defaults
 
 
 def role_options(role: str) -> dict:
@@ -50,8 +57,80 @@ def role_options(role: str) -> dict:
 
 @pytest.mark.parametrize("role", ROLES)
 def test_defaults_have_argument_specs(role: str) -> None:
+    assert defaults_files(role), f"{role}: no defaults files under defaults/main/"
+
     undocumented = set(role_defaults(role)) - set(role_options(role))
     assert not undocumented, f"{role}: defaults without an argument spec: {sorted(undocumented)}"
+
+
+@pytest.mark.parametrize("role", ROLES)
+def test_spec_defaults_match_defaults(role: str) -> None:
+    # The validate_argument_spec action of ansible-core 2.19 never applies a spec default, so
+    # the value comes from defaults/ and a spec default that differs only misleads the reader.
+    # NOTE: an option without a spec default is not compared, and the older entries have none.
+    defaults = role_defaults(role)
+    differing = {
+        name: {"spec": option["default"], "defaults": defaults.get(name, "<not set>")}
+        for name, option in role_options(role).items()
+        if "default" in option and option["default"] != defaults.get(name, object())
+    }
+    assert not differing, f"{role}: spec defaults that differ from defaults/main/: {differing}"
+
+
+def validate_inventory(tmp_path: Path, inventory: str, *extra: str) -> subprocess.CompletedProcess:
+    """Run only the checks of the roles' main argument spec entry point on an inventory.
+
+    Ansible tags the check tasks `always`, so a tag that no task carries leaves them as the
+    only tasks that run.
+    """
+    playbook = tmp_path / "validate.yml"
+    playbook.write_text(yaml.safe_dump([{
+        "name": "Check the role inputs of an inventory",
+        "hosts": "all",
+        "gather_facts": False,
+        "roles": ["rodata_etl", "rodata_volume", "rodata_api"],
+    }]))
+    return run_playbook("-i", f"inventory/{inventory}", str(playbook),
+                        "--tags", "argument-specs-only", *extra)
+
+
+@pytest.mark.parametrize("inventory", ["local", "staging", "production"])
+def test_inventory_passes_argument_specs(tmp_path: Path, inventory: str) -> None:
+    result = validate_inventory(tmp_path, inventory)
+
+    assert result.returncode == 0, result.stdout[-3000:]
+    checks = [line for line in result.stdout.splitlines()
+              if line.startswith("TASK [") and "Validating arguments against arg spec 'main'" in line]
+    assert len(checks) == 3, result.stdout[-3000:]
+    assert "failed=0" in result.stdout
+
+
+@pytest.mark.parametrize(("value", "message"), [
+    ({"rodata_api_k8s_service_type": "Ingress"},
+     "value of rodata_api_k8s_service_type must be one of: ClusterIP, NodePort, LoadBalancer"),
+    ({"rodata_api_k8s_ingress": {"class": "haproxy"}},
+     "value of class must be one of: nginx, traefik, got: haproxy found in rodata_api_k8s_ingress"),
+    ({"rodata_api_k8s_hpa": {"min_replica": 1}}, "rodata_api_k8s_hpa.min_replica"),
+    ({"rodata_etl_k8s_source": {"type": "s3"}}, "got: s3 found in rodata_etl_k8s_source"),
+    ({"rodata_volume_keep_generations": "two"}, "rodata_volume_keep_generations"),
+], ids=["service_type", "ingress_class", "hpa_key", "source_type", "keep_generations"])
+def test_invalid_kubernetes_input_named(tmp_path: Path, value: dict, message: str) -> None:
+    result = validate_inventory(tmp_path, "staging", "-e", json.dumps(value))
+
+    assert result.returncode != 0
+    assert message in result.stdout
+
+
+def test_render_checks_argument_specs(tmp_path: Path) -> None:
+    out = tmp_path / "manifests"
+
+    result = run_playbook("-i", "inventory/staging", "playbooks/render.yml",
+                          "-e", f"rodata_render_dir={out}", "-e", "rodata_api_k8s_service_type=Ingress")
+
+    assert result.returncode != 0
+    assert "Validating arguments against arg spec 'kubernetes_manifests'" in result.stdout
+    assert "value of rodata_api_k8s_service_type must be one of" in result.stdout
+    assert not out.exists()
 
 
 @pytest.mark.parametrize("role", ROLES)
@@ -64,7 +143,7 @@ def test_variables_prefixed_with_role(role: str) -> None:
 @pytest.mark.parametrize("role", ROLES)
 def test_defaults_commented(role: str) -> None:
     # Every default carries a comment right above it (or shares one with the line above).
-    for path in (REPO_ROOT / "roles" / role / "defaults" / "main").glob("main.yml"):
+    for path in defaults_files(role):
         lines = path.read_text().splitlines()
         for number, line in enumerate(lines):
             if line and not line[0].isspace() and not line.startswith(("#", "---")):
