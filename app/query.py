@@ -54,6 +54,11 @@ class Params:
                 self.raw[name_bytes.decode()] = raw_value.replace(b"+", b" ")
         for name, value in pairs:
             if name not in allowed:
+                if not allowed:
+                    raise ApiError(400, "unknown_parameter",
+                                   f"unknown query parameter {name[:80]!r}: this resource takes "
+                                   "no query parameters",
+                                   parameter=name[:80], allowed="no query parameters")
                 raise ApiError(400, "unknown_parameter",
                                f"unknown query parameter {name[:80]!r}",
                                parameter=name[:80], allowed=", ".join(allowed))
