@@ -14,7 +14,7 @@ Column file (``*.rdc``), version 1.0, in byte order:
   between them. 64 bytes is the widest SIMD register and a cache line, and numpy maps an aligned
   little-endian array in place, so a reader never copies a column.
 
-The header holds ``type`` (a logical type from TYPES), ``encoding`` ("plain" or "dictionary"),
+The header contains ``type`` (a logical type from TYPES), ``encoding`` ("plain" or "dictionary"),
 ``length`` (rows), ``null_count`` and ``buffers``: a mapping from buffer name to
 ``[offset, size in bytes, numpy dtype string]``. The buffers are:
 
@@ -203,7 +203,7 @@ def _check_offsets(name: str, offsets: np.ndarray, data_size: int) -> None:
 
 
 def _normalize_valid(valid: np.ndarray | None, length: int) -> np.ndarray | None:
-    """Return a bool array of ``length`` items, or None when every row holds a value."""
+    """Return a bool array of ``length`` items, or None when every row has a value."""
     if valid is None:
         return None
     valid = np.asarray(valid, dtype=bool)
@@ -412,8 +412,9 @@ class Column:
     def close(self) -> None:
         """Drop this column's views and release the mapping.
 
-        Views that a caller still holds keep the mapping alive (mmap refuses to close while
-        buffers are exported); it is then unmapped when the last of them is garbage collected.
+        Views that a caller still references keep the mapping alive, because mmap raises
+        BufferError on close while buffers are exported. It is then unmapped when the last of
+        them is garbage collected.
         """
         self.validity = self.values = self.offsets = self.data = None
         self.dictionary_offsets = self.dictionary_data = None
@@ -454,7 +455,7 @@ class ColumnSchema:
 
 @dataclasses.dataclass(frozen=True)
 class Manifest:
-    """What a generation contains: schema, row count, key, files with checksums, provenance."""
+    """Contents of a generation: schema, row count, key, files with checksums and provenance."""
 
     dataset: str
     generation: str
@@ -595,7 +596,7 @@ class Generation:
             self.columns[entry.name] = column
 
     def _check_files(self, verify_checksums: bool) -> None:
-        # Sizes are cheap to check and catch truncation; checksums read every byte, so they are
+        # Sizes are cheap to check and catch truncation. Checksums read every byte, so they are
         # optional and off by default to keep start-up fast on large generations.
         for relative, expected in sorted(self.manifest.files.items()):
             path = self.path / relative
