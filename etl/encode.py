@@ -66,8 +66,7 @@ def dictionary_codes(values: pa.Array, encoding: str) -> tuple[np.ndarray, pa.Ar
         or len(distinct) * DICTIONARY_MIN_REPEAT > len(values)
     ):
         return None
-    # Arrow compares binary values byte by byte, which is UTF-8 byte order for strings.
-    order = pc.sort_indices(distinct.cast(pa.large_binary())).to_numpy()
+    order = byte_order(distinct)
     rank = np.empty(len(order), dtype=np.int64)
     rank[order] = np.arange(len(order))
     indices = pc.fill_null(encoded.indices, 0).to_numpy(zero_copy_only=False)
@@ -75,15 +74,26 @@ def dictionary_codes(values: pa.Array, encoding: str) -> tuple[np.ndarray, pa.Ar
     return codes, distinct.take(pa.array(order))
 
 
+def byte_order(strings: pa.Array) -> np.ndarray:
+    """Return the indices that sort `strings` by UTF-8 bytes."""
+    # Arrow compares binary values byte by byte, which is UTF-8 byte order for strings.
+    return pc.sort_indices(strings.cast(pa.large_binary())).to_numpy()
+
+
+def code_dtype(dictionary_size: int) -> np.dtype:
+    """Return the narrowest code dtype for a dictionary of `dictionary_size` values."""
+    if dictionary_size <= 256:
+        return np.dtype(np.uint8)
+    return np.dtype("<u2") if dictionary_size <= 65536 else np.dtype("<i4")
+
+
 def _encode_strings(values: pa.Array, valid: np.ndarray | None, encoding: str):
     encoded = dictionary_codes(values, encoding)
     if encoded is not None:
         codes, dictionary = encoded
-        code_type = np.uint8 if len(dictionary) <= 256 else (
-            np.uint16 if len(dictionary) <= 65536 else np.int32
-        )
         dict_offsets, dict_data = string_buffers(dictionary)
-        return fmt.ColumnData.dictionary(codes.astype(code_type), dict_offsets, dict_data, valid)
+        return fmt.ColumnData.dictionary(codes.astype(code_dtype(len(dictionary))), dict_offsets,
+                                         dict_data, valid)
     offsets, data = string_buffers(values)
     return fmt.ColumnData.strings(offsets, data, valid)
 

@@ -2,9 +2,11 @@
 
 Memory bound per process: a worker keeps one shard in memory about three times over (mapped
 source bytes, parsed Arrow table, IPC output). A shard is at most --shard-mib of source text
-(default 32 MiB), longer only by a record that straddles a cut. The parent keeps per-shard counts and, while it
-assembles, the key columns plus one output column at a time with its sort permutation (8 bytes
-per row), so its peak grows with the row count of the widest column, not with the input size.
+(default 32 MiB), longer only by a record that straddles a cut. Assembly then writes each
+output column a chunk of rows at a time (etl.assemble), and checks the key order one shard at
+a time, so no process holds a whole column. Rows that are not already in key order are the
+exception only in how they are sorted: by key partitions that each fit a fixed budget
+(etl.sortkey.sort_by_partitions), with the permutation in a file.
 """
 
 from __future__ import annotations
@@ -21,11 +23,8 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
-import numpy as np
-import pyarrow as pa
-
 from etl import publish
-from etl.assemble import ColumnTask, load_values, write_output_column
+from etl.assemble import ColumnTask, shard_key_table, shard_keys, write_output_column
 from etl.parse import Reject
 from etl.pool import Pool
 from etl.progress import Progress
@@ -39,7 +38,7 @@ from etl.shardwork import (
     run_infer,
     run_shard,
 )
-from etl.sortkey import first_duplicate, key_order
+from etl.sortkey import key_order_if_sorted, sort_by_partitions
 from etl.spec import DatasetSpec, dump_spec, load_spec
 from rodata import __version__ as RODATA_VERSION
 from rodata import format as fmt
@@ -309,22 +308,21 @@ def build_generation(
 
     positions = {c.name: i for i, c in enumerate(output_columns)}
     by_name = {c.name: c for c in output_columns}
-    keys = pa.table({
-        name: load_values(task(positions[name], by_name[name], None)) for name in spec.key
-    })
-    order = key_order(keys)
+    key_tasks = [task(positions[name], by_name[name], None) for name in spec.key]
+    order = key_order_if_sorted(shard_keys(key_tasks))
+    permutation_path = None
+    if order is None:
+        log.info("%s: rows are not in key order; sorting by %s", spec.name, spec.key)
+        permutation_path = str(staged.parent / f"{staged.name}.permutation.npy")
+        order = sort_by_partitions(
+            lambda index: shard_key_table(key_tasks, index), len(shard_files),
+            sum(o.rows for o in outcomes), permutation_path,
+        )
     if order.duplicate_rows and not spec.allow_duplicate_keys:
-        ordered = keys if order.permutation is None else keys.take(pa.array(order.permutation))
-        example = first_duplicate(ordered)
         raise DataError(
             f"{spec.path}: {order.duplicate_rows} row(s) repeat a key of {spec.key}, for example "
-            f"{example}; make the key unique or set allow_duplicate_keys: true in the spec"
+            f"{order.example}; make the key unique or set allow_duplicate_keys: true in the spec"
         )
-    del keys
-    permutation_path = None
-    if order.permutation is not None:
-        permutation_path = str(staged.parent / f"{staged.name}.permutation.npy")
-        np.save(permutation_path, order.permutation)
 
     (staged / "columns").mkdir(parents=True)
     tasks = [task(i, c, permutation_path) for i, c in enumerate(output_columns)]

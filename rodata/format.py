@@ -220,27 +220,167 @@ class FileDigest:
     sha256: str
 
 
-def write_column(path: str | os.PathLike[str], column: ColumnData) -> FileDigest:
-    """Write ``column`` to a new file at ``path``, fsync it, and return its digest."""
-    buffers: list[tuple[str, np.ndarray]] = []
-    if column.valid is not None:
-        buffers.append(("validity", np.packbits(column.valid, bitorder="little")))
-    buffers.extend(column.buffers.items())
+class ColumnWriter:
+    """Writes one column file whose sizes are known before its rows, a chunk of rows at a time.
 
+    The header fixes where every buffer starts, so each chunk of rows goes straight to its place
+    in the validity, values (or codes), offsets and data buffers. The writer holds no more than
+    the chunk it is given, whatever the column's length: this is how the ETL writes columns
+    larger than its memory. ``close`` checks that every buffer is complete, fsyncs the file and
+    returns its digest.
+
+    Sizes up front: ``length`` rows, ``null_count`` of them null, ``data_bytes`` of UTF-8 for a
+    plain string column; a dictionary column gets its sorted dictionary and code dtype here.
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        type_name: str,
+        encoding: str,
+        length: int,
+        null_count: int,
+        *,
+        data_bytes: int = 0,
+        dictionary: tuple[np.ndarray, np.ndarray] | None = None,
+        code_dtype: np.dtype | str | None = None,
+    ) -> None:
+        self.path = Path(path)
+        self.type = type_name
+        self.encoding = encoding
+        self.length = length
+        self.null_count = null_count
+        buffers = self._buffer_sizes(data_bytes, dictionary, code_dtype)
+        header, self._layout, self._size = _plan_file(
+            type_name, encoding, length, null_count, buffers
+        )
+        self._handle = open(self.path, "xb")  # noqa: SIM115 - closed by close()
+        self._handle.write(header)
+        # The file gets its final size now: the padding between buffers and any buffer not
+        # yet written read as zeros, and offsets[0] = 0 needs no write at all.
+        self._handle.truncate(self._size)
+        self._handle.flush()
+        self._written = dict.fromkeys(self._layout, 0)
+        self._written["offsets"] = 8 if "offsets" in self._layout else 0
+        self._rows = 0
+        self._nulls = 0
+        self._pending_bits = np.zeros(0, dtype=bool)  # validity bits not yet a whole byte
+        if dictionary is not None:
+            self._append("dictionary_offsets", np.ascontiguousarray(dictionary[0], dtype="<i8"))
+            self._append("dictionary_data", np.ascontiguousarray(dictionary[1], dtype="<u1"))
+
+    def _buffer_sizes(self, data_bytes, dictionary, code_dtype) -> list[tuple[str, int, str]]:
+        length = self.length
+        buffers: list[tuple[str, int, str]] = []
+        if self.null_count:
+            buffers.append(("validity", -(-length // 8), "|u1"))
+        if self.type != "string":
+            dtype = numpy_dtype(self.type)
+            buffers.append(("values", length * dtype.itemsize, dtype.str))
+        elif self.encoding == "plain":
+            buffers += [("offsets", (length + 1) * 8, "<i8"), ("data", data_bytes, "|u1")]
+        else:
+            if dictionary is None or code_dtype is None:
+                raise ValueError("a dictionary column needs its dictionary and code dtype")
+            codes = np.dtype(code_dtype)
+            if codes not in _CODE_DTYPES:
+                allowed = ", ".join(dtype.str for dtype in _CODE_DTYPES)
+                raise ValueError(f"codes dtype must be one of {allowed}, got {codes.str}")
+            offsets, data = dictionary
+            buffers += [("codes", length * codes.itemsize, codes.str),
+                        ("dictionary_offsets", len(offsets) * 8, "<i8"),
+                        ("dictionary_data", len(data), "|u1")]
+        return buffers
+
+    def append(self, rows: ColumnData) -> None:
+        """Write the next rows, given as a ColumnData of this column's type and encoding."""
+        if (rows.type, rows.encoding) != (self.type, self.encoding):
+            raise ValueError(
+                f"{self.path}: cannot append {rows.encoding} {rows.type} rows to a "
+                f"{self.encoding} {self.type} column"
+            )
+        if self._rows + rows.length > self.length:
+            raise ValueError(f"{self.path}: more than the {self.length} rows announced")
+        if self.type != "string":
+            self._append("values", rows.buffers["values"])
+        elif self.encoding == "plain":
+            # Chunk offsets start at 0; in the file they continue from the data written so far.
+            base = self._written["data"]
+            self._append("offsets", rows.buffers["offsets"][1:] + base)
+            self._append("data", rows.buffers["data"])
+        else:
+            self._append("codes", rows.buffers["codes"])
+        self._append_validity(rows.valid, rows.length)
+        self._rows += rows.length
+
+    def _append_validity(self, valid: np.ndarray | None, length: int) -> None:
+        if valid is None:
+            valid = np.ones(length, dtype=bool)
+        else:
+            self._nulls += int(length - np.count_nonzero(valid))
+        if not self.null_count:
+            if self._nulls:
+                raise ValueError(f"{self.path}: null rows in a column announced without nulls")
+            return
+        # Bits pack eight to a byte, LSB first; a chunk that ends mid-byte leaves its last bits
+        # pending until the next chunk (or close) completes the byte.
+        bits = np.concatenate([self._pending_bits, valid]) if len(self._pending_bits) else valid
+        whole = len(bits) - len(bits) % 8
+        self._append("validity", np.packbits(bits[:whole], bitorder="little"))
+        self._pending_bits = np.array(bits[whole:], dtype=bool)
+
+    def _append(self, name: str, array: np.ndarray) -> None:
+        offset, size, _ = self._layout[name]
+        # A uint8 view: the buffer protocol does not export datetime64 arrays.
+        view = memoryview(np.ascontiguousarray(array).reshape(-1).view(np.uint8))
+        position = self._written[name]
+        if position + len(view) > size:
+            raise ValueError(f"{self.path}: buffer {name!r} overflows its {size} bytes")
+        done = 0
+        while done < len(view):
+            done += os.pwrite(self._handle.fileno(), view[done:], offset + position + done)
+        self._written[name] = position + len(view)
+
+    def close(self) -> FileDigest:
+        """Finish the file: check that every buffer is complete, fsync it, return its digest."""
+        try:
+            if len(self._pending_bits):
+                self._append("validity", np.packbits(self._pending_bits, bitorder="little"))
+                self._pending_bits = np.zeros(0, dtype=bool)
+            incomplete = [f"{name} ({self._written[name]} of {size} bytes)"
+                          for name, (_, size, _) in self._layout.items()
+                          if self._written[name] != size]
+            if self._rows != self.length or self._nulls != self.null_count or incomplete:
+                raise ValueError(
+                    f"{self.path}: {self._rows} of {self.length} rows and {self._nulls} of "
+                    f"{self.null_count} nulls written; incomplete buffers: "
+                    f"{', '.join(incomplete) or 'none'}"
+                )
+            os.fsync(self._handle.fileno())
+        finally:
+            self._handle.close()
+        return FileDigest(self._size, sha256_file(self.path))
+
+
+def _plan_file(
+    type_name: str, encoding: str, length: int, null_count: int,
+    buffers: list[tuple[str, int, str]],
+) -> tuple[bytes, dict[str, list[Any]], int]:
+    """Return (preamble and padded header, buffer layout, file size) of a column file."""
     # The header's size depends on the offsets it lists, and the offsets depend on its size,
     # so lay the buffers out after a header size estimate and grow it until both agree.
     header_room = ALIGNMENT
     while True:
         layout: dict[str, list[Any]] = {}
         offset = _aligned(_PREAMBLE.size + header_room)
-        for name, array in buffers:
-            layout[name] = [offset, int(array.nbytes), array.dtype.str]
-            offset = _aligned(offset + array.nbytes)
+        for name, size, dtype in buffers:
+            layout[name] = [offset, size, dtype]
+            offset = _aligned(offset + size)
         header = {
-            "type": column.type,
-            "encoding": column.encoding,
-            "length": column.length,
-            "null_count": 0 if column.valid is None else int(column.length - column.valid.sum()),
+            "type": type_name,
+            "encoding": encoding,
+            "length": length,
+            "null_count": null_count,
             "buffers": layout,
         }
         header_bytes = json.dumps(header, sort_keys=True, separators=(",", ":")).encode() + b"\n"
@@ -248,30 +388,24 @@ def write_column(path: str | os.PathLike[str], column: ColumnData) -> FileDigest
             break
         header_room = _aligned(len(header_bytes) + _PREAMBLE.size) - _PREAMBLE.size
 
-    first_buffer = _aligned(_PREAMBLE.size + header_room)
-    header_size = first_buffer - _PREAMBLE.size
+    header_size = _aligned(_PREAMBLE.size + header_room) - _PREAMBLE.size
     header_bytes = header_bytes[:-1] + b" " * (header_size - len(header_bytes)) + b"\n"
+    return _PREAMBLE.pack(MAGIC, *FORMAT_VERSION, header_size) + header_bytes, layout, offset
 
-    digest = hashlib.sha256()
-    with open(path, "xb") as handle:
 
-        def emit(chunk: bytes | memoryview) -> None:
-            handle.write(chunk)
-            digest.update(chunk)
-
-        emit(_PREAMBLE.pack(MAGIC, *FORMAT_VERSION, header_size) + header_bytes)
-        position = first_buffer
-        for name, array in buffers:
-            start = layout[name][0]
-            emit(b"\0" * (start - position))
-            view = array.view(np.uint8).data if array.nbytes else b""
-            emit(view)
-            position = start + array.nbytes
-        emit(b"\0" * (_aligned(position) - position))
-        handle.flush()
-        os.fsync(handle.fileno())
-        size = handle.tell()
-    return FileDigest(size, digest.hexdigest())
+def write_column(path: str | os.PathLike[str], column: ColumnData) -> FileDigest:
+    """Write ``column`` to a new file at ``path``, fsync it, and return its digest."""
+    null_count = 0 if column.valid is None else int(column.length - column.valid.sum())
+    options: dict[str, Any] = {}
+    if column.encoding == "dictionary":
+        options["dictionary"] = (column.buffers["dictionary_offsets"],
+                                 column.buffers["dictionary_data"])
+        options["code_dtype"] = column.buffers["codes"].dtype
+    elif column.type == "string":
+        options["data_bytes"] = int(column.buffers["data"].nbytes)
+    writer = ColumnWriter(path, column.type, column.encoding, column.length, null_count, **options)
+    writer.append(column)
+    return writer.close()
 
 
 # --- reading -------------------------------------------------------------------------------

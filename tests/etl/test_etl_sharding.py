@@ -10,6 +10,7 @@ import random
 import pytest
 from etl_helpers import column_bytes, current_dir, read_rows, write_spec
 
+from etl import assemble, sortkey
 from etl.engine import RunOptions, run
 from etl.sharding import plan_shards, read_header
 
@@ -87,7 +88,7 @@ def cut_positions_land_inside_quotes_and_characters(data: bytes, start: int, ste
 
 
 @pytest.mark.parametrize("newline", ["\n", "\r\n"])
-def test_one_and_many_workers_byte_identical(tmp_path, newline):
+def test_one_and_many_workers_byte_identical(tmp_path, monkeypatch, newline):
     sources = tmp_path / "src"
     sources.mkdir()
     first = tricky_csv(1500, seed=1, newline=newline).encode()
@@ -104,18 +105,24 @@ def test_one_and_many_workers_byte_identical(tmp_path, newline):
     assert characters > 0
 
     results = {}
-    for workers, shard_bytes in ((1, 1 << 20), (3, 997), (2, 4099)):
-        root = tmp_path / f"root-{workers}-{shard_bytes}"
+    for workers, shard_bytes, tiny in ((1, 1 << 20, False), (3, 997, False), (2, 4099, False),
+                                       (2, 997, True)):
+        if tiny:
+            # Columns written 13 rows at a time (validity bytes straddle chunks) and the key
+            # sorted in partitions of a few dozen rows: the streamed paths must not show.
+            monkeypatch.setattr(assemble, "CHUNK_ROWS", 13)
+            monkeypatch.setattr(sortkey, "SORT_BUDGET_BYTES", 4096)
+        root = tmp_path / f"root-{workers}-{shard_bytes}-{tiny}"
         summary = run(RunOptions(spec=str(spec), data_root=str(root), source_dir=str(sources),
                                  workers=workers, shard_bytes=shard_bytes, show_progress=False))
         assert summary.rows_published == 2200
-        results[(workers, shard_bytes)] = column_bytes(current_dir(root / "tricky"))
+        results[(workers, shard_bytes, tiny)] = column_bytes(current_dir(root / "tricky"))
 
-    reference = results[(1, 1 << 20)]
+    reference = results[(1, 1 << 20, False)]
     for key, files in results.items():
         assert files == reference, f"output of {key} differs from one worker"
 
-    rows = read_rows(tmp_path / "root-1-1048576" / "tricky")
+    rows = read_rows(tmp_path / "root-1-1048576-False" / "tricky")
     expected = records_of(first)[1:] + records_of(second)[1:]
     expected.sort(key=lambda r: r[0].encode())
     assert rows["code"] == [r[0] for r in expected]
