@@ -81,8 +81,6 @@ class ShardColumn:
         if self.row_id_base is not None:
             base = self.row_id_base[index]
             chunks = [pa.array(chunk.to_numpy() + base) for chunk in chunks]
-        if pa.types.is_string(self.arrow_type):
-            chunks = [chunk.cast(pa.large_string()) for chunk in chunks]
         return [chunk for chunk in chunks if len(chunk)]
 
     def shards(self) -> Iterator[list[pa.Array]]:
@@ -95,23 +93,33 @@ class ShardColumn:
         for chunks in self.shards():
             for chunk in chunks:
                 for start in range(0, len(chunk), CHUNK_ROWS):
-                    yield chunk.slice(start, CHUNK_ROWS)
+                    yield _widened(chunk.slice(start, CHUNK_ROWS))
 
     def permuted(self, permutation_path: str) -> Iterator[pa.Array]:
         """Yield the values in the order of the permutation file, CHUNK_ROWS at a time."""
-        permutation = np.load(permutation_path, mmap_mode="r")
         pieces = [chunk for chunks in self.shards() for chunk in chunks]
         if not pieces:
             return
         starts = np.cumsum([0] + [len(piece) for piece in pieces[:-1]], dtype=np.int64)
-        for start in range(0, len(permutation), CHUNK_ROWS):
-            yield gather(pieces, starts, np.asarray(permutation[start : start + CHUNK_ROWS]))
+        # The permutation is read, not mapped, a chunk at a time: its pages would otherwise
+        # stay resident in this process until the column is done.
+        with open(permutation_path, "rb") as handle:
+            np.lib.format.read_magic(handle)
+            shape, _, dtype = np.lib.format.read_array_header_1_0(handle)  # etl.sortkey writes 1.0
+            for start in range(0, shape[0], CHUNK_ROWS):
+                indices = np.fromfile(handle, dtype=dtype, count=min(CHUNK_ROWS, shape[0] - start))
+                yield gather(pieces, starts, indices)
 
     def values(self, permutation_path: str | None) -> Iterator[pa.Array]:
         """Yield the values in output (key) order, at most CHUNK_ROWS at a time."""
         if permutation_path is None:
             return self.in_order()
         return self.permuted(permutation_path)
+
+
+def _widened(values: pa.Array) -> pa.Array:
+    """Return strings with 64-bit offsets, so that concatenated chunks cannot overflow them."""
+    return values.cast(pa.large_string()) if pa.types.is_string(values.type) else values
 
 
 def gather(pieces: list[pa.Array], starts: np.ndarray, indices: np.ndarray) -> pa.Array:
@@ -129,7 +137,7 @@ def gather(pieces: list[pa.Array], starts: np.ndarray, indices: np.ndarray) -> p
         piece = int(grouped_pieces[begin])
         local = indices[order[begin:end]] - starts[piece]
         parts.append(pieces[piece].take(pa.array(local)))
-    grouped = pa.concat_arrays(parts)
+    grouped = pa.concat_arrays([_widened(part) for part in parts])
     back = np.empty_like(order)
     back[order] = np.arange(len(order))
     return grouped.take(pa.array(back))
@@ -157,6 +165,7 @@ def plan_column(source: ShardColumn, storage_type: str, encoding: str) -> Column
             null_count += chunk.null_count
             if storage_type != "string":
                 continue
+            chunk = _widened(chunk)
             # Null rows store an empty string, so only valid rows count towards the bytes.
             data_bytes += int(pc.sum(pc.binary_length(chunk)).as_py() or 0)
             if not want_dictionary:
@@ -226,7 +235,7 @@ def shard_key_table(key_tasks: list[ColumnTask], index: int) -> pa.Table:
     columns = {}
     for task in key_tasks:
         source = ShardColumn(task)
-        columns[task.name] = _concat(source.shard(index), source.arrow_type)
+        columns[task.name] = _concat([_widened(c) for c in source.shard(index)], source.arrow_type)
     return pa.table(columns)
 
 
