@@ -73,12 +73,15 @@ class ShardColumn:
         bases = np.concatenate([[0], np.cumsum(task.shard_records, dtype=np.int64)])
         self.row_id_base = (bases[:-1] + 1).tolist() if task.is_row_id else None
 
-    def shard(self, index: int) -> list[pa.Array]:
-        """Return the column's chunks in shard `index`, zero-copy over the mapped file."""
+    def shard(self, index: int, *, row_ids: bool = True) -> list[pa.Array]:
+        """Return the column's chunks in shard `index`, zero-copy over the mapped file.
+
+        For the row id column, `row_ids=False` returns the stored record numbers instead.
+        """
         with pa.memory_map(self.shard_files[index], "r") as source:
             table = pa.ipc.open_file(source).read_all()
         chunks = table.column(self.name).chunks
-        if self.row_id_base is not None:
+        if self.row_id_base is not None and row_ids:
             base = self.row_id_base[index]
             chunks = [pa.array(chunk.to_numpy() + base) for chunk in chunks]
         return [chunk for chunk in chunks if len(chunk)]
@@ -97,10 +100,18 @@ class ShardColumn:
 
     def permuted(self, permutation_path: str) -> Iterator[pa.Array]:
         """Yield the values in the order of the permutation file, CHUNK_ROWS at a time."""
-        pieces = [chunk for chunks in self.shards() for chunk in chunks]
+        # Every shard stays mapped, and row ids stay record numbers until gathered, so that
+        # nothing here is a copy of the column.
+        pieces, piece_bases = [], []
+        for index in range(len(self.shard_files)):
+            chunks = self.shard(index, row_ids=False)
+            pieces += chunks
+            if self.row_id_base is not None:
+                piece_bases += [self.row_id_base[index]] * len(chunks)
         if not pieces:
             return
         starts = np.cumsum([0] + [len(piece) for piece in pieces[:-1]], dtype=np.int64)
+        bases = np.asarray(piece_bases, dtype=np.int64)
         # The permutation is read, not mapped, a chunk at a time: its pages would otherwise
         # stay resident in this process until the column is done.
         with open(permutation_path, "rb") as handle:
@@ -108,7 +119,11 @@ class ShardColumn:
             shape, _, dtype = np.lib.format.read_array_header_1_0(handle)  # etl.sortkey writes 1.0
             for start in range(0, shape[0], CHUNK_ROWS):
                 indices = np.fromfile(handle, dtype=dtype, count=min(CHUNK_ROWS, shape[0] - start))
-                yield gather(pieces, starts, indices)
+                values = gather(pieces, starts, indices)
+                if len(bases):
+                    piece_of = np.searchsorted(starts, indices, side="right") - 1
+                    values = pa.array(values.to_numpy() + bases[piece_of])
+                yield values
 
     def values(self, permutation_path: str | None) -> Iterator[pa.Array]:
         """Yield the values in output (key) order, at most CHUNK_ROWS at a time."""

@@ -185,6 +185,8 @@ def _partition_bounds(load_shard, shard_count: int, row_count: int,
     order = key_order(sample)
     if order.permutation is not None:
         sample = sample.take(pa.array(order.permutation))
+    # NOTE: equal keys are never split, so with allow_duplicate_keys one key value on more rows
+    # than a partition holds makes its partition exceed the budget.
     bounds: list[pa.Table] = []
     for part in range(1, partitions):
         bound = sample.slice(part * sample.num_rows // partitions, 1)

