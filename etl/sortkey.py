@@ -29,7 +29,7 @@ class DuplicateKeyError(ValueError):
 class KeyOrder:
     """The sort permutation (None when rows are already in key order) and duplicate count.
 
-    `example` holds the first duplicated key in key order, for error messages.
+    `example` is the first duplicated key in key order, for error messages.
     """
 
     permutation: np.ndarray | None
@@ -57,12 +57,12 @@ def key_order(keys: pa.Table) -> KeyOrder:
 
 
 def key_order_if_sorted(shard_keys: Iterable[pa.Table]) -> KeyOrder | None:
-    """Check keys that arrive shard by shard; return their KeyOrder if already in key order.
+    """Return the KeyOrder of keys that arrive shard by shard, if they are already in order.
 
     Returns None as soon as a shard is out of order or starts below the end of the shard
-    before it; the caller then sorts the whole key. Only one shard's keys are held at a time,
-    so inputs already in key order (a row id, or a file sorted by its key) are checked in
-    memory that does not grow with the row count.
+    before it, and the caller then sorts. Only one shard's keys are in memory at a time, so
+    checking input already in key order (a row id, or a file sorted by its key) takes memory
+    that does not grow with the row count.
     """
     duplicates = 0
     example = None

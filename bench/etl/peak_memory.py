@@ -7,7 +7,7 @@ of mapped files as well as the process's own (anonymous) memory. Mapped file pag
 cache: under a memory limit the kernel drops them and reads them again later, while
 anonymous memory can only grow until the limit kills the process. This script polls
 /proc/<pid>/status of the command and all its descendants and prints, for the largest
-process, the peak of each kind, so the two can be told apart.
+process, the peak of each kind separately.
 
 With --limit-mib (as root) the command runs in a new memory cgroup with that limit and no
 swap, as in a Kubernetes pod, and the report adds the cgroup's peak usage and OOM kill count.
