@@ -305,3 +305,13 @@ def test_big_sorted_keys_in_pages(api):
     within = api.request("/v1/datasets/bigkeys/rows?start=1&stop=2").json()
     assert within["rows"] == [[1]]
     assert api.request(f"/v1/datasets/bigkeys/rows/{2**60}").json()["row"] == {"id": str(2**60)}
+
+
+def test_row_int64_key_json_policy(api):
+    # bigkeys has keys beyond 2**53, so every value of its key is range-checked.
+    assert api.request("/v1/datasets/bigkeys/rows/1").json()["row"] == {"id": 1}
+    big = api.request(f"/v1/datasets/bigkeys/rows/{2**53}").json()
+    assert big["row"] == {"id": str(2**53)}
+    # numbers has its keys within 2**53, which the reader learns from the sorted column's ends.
+    row = api.request("/v1/datasets/numbers/rows/1999").json()["row"]
+    assert row == {"id": 1999, "v": 999.5}
