@@ -19,7 +19,7 @@ from typing import Any
 from .errors import ApiError, error_body
 from .handlers import Handlers, Reply, Request, error_reply
 from .logs import AccessLog
-from .metrics import RequestMetrics
+from .metrics import REQUEST_METRICS
 
 errors_log = logging.getLogger("rodata.api")
 
@@ -54,7 +54,7 @@ class FrontApp:
         self.handlers = handlers
         self.access_log = access_log
         self.fast_path = fast_path
-        self.metrics = RequestMetrics()
+        self.metrics = REQUEST_METRICS
         self.ids = _IdSource()
         self.access = AccessLog()
 

@@ -51,7 +51,7 @@ class LoadedGeneration:
         self._row_reader: Any = None
         self._dictionary_arrays: dict[str, np.ndarray] = {}
         self._dictionary_bytes: dict[str, list[bytes]] = {}
-        self.rows_scanned = metrics.ROWS_SCANNED.labels(dataset)
+        self.rows_scanned = metrics.REQUEST_METRICS.scanned(dataset)
         self.leases = 0
         self.retired = False
         self.closed = False

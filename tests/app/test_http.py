@@ -10,6 +10,7 @@ import numpy as np
 import pyarrow as pa
 import pytest
 from api_fixtures import api_fixture, small_root_fixture  # noqa: F401 - pytest fixtures
+from prometheus_client.parser import text_string_to_metric_families
 
 ARROW = "application/vnd.apache.arrow.stream"
 
@@ -238,6 +239,37 @@ def test_metrics(api):
     assert 'rodata_rows_scanned_total{dataset="planes"}' in text
     assert "rodata_http_response_bytes_total" in text
     assert "process_resident_memory_bytes" in text
+
+
+def _metric_samples(api) -> dict[tuple[str, tuple], float]:
+    text = api.request("/metrics").body.decode()
+    return {(sample.name, tuple(sorted(sample.labels.items()))): sample.value
+            for family in text_string_to_metric_families(text) for sample in family.samples}
+
+
+def test_metrics_count_requests(api):
+    before = _metric_samples(api)
+    sizes = [len(api.request(f"/v1/datasets/planes/rows/N{i}").body) for i in (1, 2, 4)]
+    assert api.request("/v1/datasets/planes/rows/N9").status == 404
+    after = _metric_samples(api)
+
+    def grown(name: str, **labels: str) -> float:
+        key = (name, tuple(sorted(labels.items())))
+        return after[key] - before.get(key, 0.0)
+
+    assert grown("rodata_http_requests_total", route="row", method="GET", status="200") == 3
+    assert grown("rodata_http_requests_total", route="row", method="GET", status="404") == 1
+    assert grown("rodata_http_request_duration_seconds_count", route="row") == 4
+    assert grown("rodata_http_request_duration_seconds_bucket", route="row", le="+Inf") == 4
+    assert grown("rodata_http_request_duration_seconds_sum", route="row") > 0
+    assert grown("rodata_http_response_bytes_total", route="row") >= sum(sizes)
+    assert grown("rodata_rows_scanned_total", dataset="planes") == 3
+    buckets = [value for (name, labels), value in after.items()
+               if name == "rodata_http_request_duration_seconds_bucket"
+               and ("route", "row") in labels]
+    assert buckets == sorted(buckets)  # cumulative, as Prometheus buckets are
+    assert ("rodata_http_requests_created",
+            (("method", "GET"), ("route", "row"), ("status", "200"))) in after
 
 
 def test_openapi_lists_routes(api):
