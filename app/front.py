@@ -28,7 +28,9 @@ Receive = Callable[[], Awaitable[dict[str, Any]]]
 Send = Callable[[dict[str, Any]], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
-_REQUEST_ID = re.compile(rb"^[A-Za-z0-9._:-]{1,128}$")
+# The access log writes the request id unescaped, so this pattern must admit no '"', backslash
+# or control character (fullmatch, because '$' alone would let a trailing newline through).
+_REQUEST_ID = re.compile(rb"[A-Za-z0-9._:-]{1,128}")
 _FALLBACK_ROUTES = {"/healthz": "healthz", "/readyz": "readyz", "/metrics": "metrics",
                     "/docs": "docs", "/openapi.json": "openapi"}
 
@@ -73,7 +75,7 @@ class FrontApp:
                 accept = value.decode("latin-1")
             elif name == b"if-none-match":
                 if_none_match = value.decode("latin-1")
-            elif name == b"x-request-id" and _REQUEST_ID.match(value):
+            elif name == b"x-request-id" and _REQUEST_ID.fullmatch(value):
                 request_id = value
         if request_id is None:
             request_id = self.ids.next()
@@ -142,7 +144,5 @@ class FrontApp:
         seconds = time.perf_counter() - started
         self.metrics.observe(route, method, status, seconds, size)
         if self.access_log:
-            self.access.write({"request_id": request_id.decode(), "method": method,
-                               "path": path, "route": route, "status": status,
-                               "dataset": dataset, "generation": generation,
-                               "bytes": size, "latency_ms": round(seconds * 1000, 3)})
+            self.access.write(request_id, method, path, route, status, dataset, generation,
+                              size, seconds)
