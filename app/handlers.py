@@ -147,11 +147,17 @@ class Handlers:
             return self.datasets(request)
 
         route = _route_name(segments)
-        try:
-            name = query.path_name(segments[3], "dataset")
-        except ApiError as error:
-            return error_reply(error, route)
+        # A segment that is literally a served dataset's name needs no percent-decoding or
+        # name check: served names already passed that check, and they are ASCII, so no
+        # other byte string decodes to one.
+        name = segments[3].decode("latin-1")
         loaded = self.store.current.get(name)
+        if loaded is None:
+            try:
+                name = query.path_name(segments[3], "dataset")
+            except ApiError as error:
+                return error_reply(error, route)
+            loaded = self.store.current.get(name)
         if loaded is None:
             error = not_found("unknown_dataset", f"dataset {name!r} is not served here",
                               parameter="dataset",
@@ -251,7 +257,8 @@ class Handlers:
 
     def row(self, request: Request, loaded: LoadedGeneration, raw_key: bytes) -> Reply:
         """GET /v1/datasets/{name}/rows/{key}: one row by key, by binary search."""
-        query.Params(request.query_string, ())
+        if request.query_string:
+            query.Params(request.query_string, ())  # rejects every parameter
         media = negotiate(request.accept, (JSON, CSV, ARROW))
         components = query.parse_key(loaded, raw_key, "key", prefix=False)
         etag, cached = self._cached(request, loaded.generation, media, "row")
@@ -280,10 +287,18 @@ class Handlers:
     def _find(loaded: LoadedGeneration, components: list[Any]) -> tuple[int, int]:
         """Return the rows [start, stop) with this full key."""
         if loaded.key_unique and len(components) == 1 and loaded.key_fixed:
-            # One binary search and one comparison for the common unique integer key.
             values = loaded.columns[loaded.key[0]].values
-            position = int(values.searchsorted(components[0]))
-            if position < loaded.row_count and values.item(position) == components[0]:
+            key = components[0]
+            if loaded.key_integer_max is not None and loaded.row_count:
+                # Unique sorted integers rise by at least 1 per row, so key k can only sit at
+                # or before k - first. Dense keys such as a row id sit exactly there, which
+                # one read confirms without a binary search.
+                guess = key - loaded.key_first
+                if 0 <= guess < loaded.row_count and values.item(guess) == key:
+                    return guess, guess + 1
+            # One binary search and one comparison for the common unique numeric key.
+            position = int(values.searchsorted(key))
+            if position < loaded.row_count and values.item(position) == key:
                 return position, position + 1
             return position, position
         return typed.key_range(loaded, components)
