@@ -39,12 +39,12 @@ class _IdSource:
     """Request ids: a random per-process prefix and a counter (unique, and cheap per request)."""
 
     def __init__(self) -> None:
-        self.prefix = os.urandom(4).hex()
+        self.prefix = os.urandom(4).hex().encode()
         self.counter = 0
 
     def next(self) -> bytes:
         self.counter += 1
-        return f"{self.prefix}-{self.counter:x}".encode()
+        return b"%s-%x" % (self.prefix, self.counter)
 
 
 class FrontApp:
