@@ -117,6 +117,14 @@ class RowReader:
         # and with them the memory maps, alive after the generation is closed.
         self.row = namespace.pop("row")
         self.row.__doc__ = "Return row `i` as {column: value} following the JSON policy above."
+        # The key lookup's document is {"dataset", "generation", "row"}; the first two are the
+        # same for every row of the generation, so their JSON is encoded once.
+        head = json_bytes({"dataset": loaded.dataset, "generation": loaded.generation})
+        self._document_head = head[:-1] + b',"row":'
+
+    def document(self, i: int) -> bytes:
+        """Return the JSON of {"dataset", "generation", "row": row `i`}."""
+        return self._document_head + orjson.dumps(self.row(i), option=JSON_OPTIONS) + b"}"
 
     @staticmethod
     def _expression(loaded: Any, name: str, k: int, namespace: dict[str, Any]) -> str:

@@ -129,7 +129,7 @@ class FrontApp:
         headers = [(b"content-type", reply.content_type),
                    (b"x-request-id", request_id)]
         if reply.status != 304:
-            headers.append((b"content-length", str(size).encode()))
+            headers.append((b"content-length", b"%d" % size))
         headers.extend(reply.headers)
         await send({"type": "http.response.start", "status": reply.status, "headers": headers})
         if method == "HEAD" or reply.status == 304:

@@ -278,9 +278,7 @@ class Handlers:
         loaded.rows_scanned.inc()
         names = loaded.column_names
         if media == JSON:
-            body = encode.json_bytes({"dataset": loaded.dataset,
-                                      "generation": loaded.generation,
-                                      "row": loaded.row_reader().row(start)})
+            body = loaded.row_reader().document(start)
         else:
             body = self._table(loaded, names, rows, media)
         return Reply(200, body, content_type=CONTENT_TYPES[media], headers=_cache_headers(etag),

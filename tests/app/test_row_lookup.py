@@ -9,6 +9,7 @@ import math
 from api_builders import write_generation
 from api_fixtures import PLANES
 
+from app import encode
 from app.config import load_settings
 from app.encode import RowReader
 from app.handlers import Handlers
@@ -100,4 +101,16 @@ def test_find_sparse_and_dense_keys(tmp_path):
     assert [Handlers._find(dense, [k]) for k in (5, 6, 24)] == [(0, 1), (1, 2), (19, 20)]
     assert Handlers._find(dense, [25]) == (20, 20)
     assert Handlers._find(dense, [4]) == (0, 0)
+    asyncio.run(store.stop())
+
+
+def test_row_document_is_the_lookup_json(tmp_path):
+    write_generation(tmp_path, "planes", "p1", PLANES, ["tailnum"])
+    store, loaded = _load(tmp_path, "planes")
+    reader = loaded.row_reader()
+    for i in range(loaded.row_count):
+        document = reader.document(i)
+        expected = encode.json_bytes({"dataset": "planes", "generation": "p1",
+                                      "row": reader.row(i)})
+        assert document == expected, i
     asyncio.run(store.stop())
