@@ -303,6 +303,41 @@ def test_access_log_is_json(api):
     assert record["dataset"] == "planes"
     assert record["generation"] == "p1"
     assert record["latency_ms"] >= 0
+    assert list(record) == ["time", "level", "logger", "message", "request_id", "method",
+                            "path", "route", "status", "dataset", "generation", "bytes",
+                            "latency_ms"]
+    assert record["path"] == "/v1/datasets/planes/rows/N1"
+    assert record["route"] == "row"
+    assert record["bytes"] == len(response.body)
+
+
+def _access_records(api, path: str) -> list[dict]:
+    # The access line is written after the body is sent, so it may lag the response a little.
+    for _ in range(50):
+        records = [r for r in api.log_records()
+                   if r.get("logger") == "rodata.api.access" and r.get("path") == path]
+        if records:
+            return records
+        time.sleep(0.05)
+    return []
+
+
+def test_access_log_unsafe_request_id_replaced(api):
+    response = api.request("/v1/datasets/planes/rows/N4", headers={"X-Request-ID": 'bad "id"'})
+    generated = response.headers["x-request-id"]
+    assert generated != 'bad "id"'
+    records = _access_records(api, "/v1/datasets/planes/rows/N4")
+    assert [r["request_id"] for r in records] == [generated]
+
+
+def test_access_log_escapes_path(api):
+    # %22 and %5C decode to '"' and a backslash in the path the log line records.
+    response = api.request('/v1/datasets/planes/rows/N%22%5Cq')
+    assert response.status == 404
+    records = _access_records(api, '/v1/datasets/planes/rows/N"\\q')
+    assert len(records) == 1, api.log()
+    assert records[0]["status"] == 404
+    assert records[0]["dataset"] == "planes"
 
 
 def test_aggregate_big_sum_is_string(api):
