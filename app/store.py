@@ -50,9 +50,10 @@ class LoadedGeneration:
         self.key_integer_max: int | None = (int(np.iinfo(key_type).max)
                                             if key_type in INTEGER_TYPES else None)
         self.row_count: int = int(self.manifest.row_count)
+        # A missing key column file is reported by Store._open with a clear message.
         self.key_first: int | None = (self.columns[self.key[0]].values.item(0)
                                       if self.key_integer_max is not None and self.row_count
-                                      else None)
+                                      and self.key[0] in self.columns else None)
         self.size_bytes: int = sum(int(entry["size"]) for entry in self.manifest.files.values())
         self._dictionaries: dict[str, list[str]] = {}
         self._row_reader: Any = None
