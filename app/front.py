@@ -19,7 +19,7 @@ from typing import Any
 from .errors import ApiError, error_body
 from .handlers import Handlers, Reply, Request, error_reply
 from .logs import AccessLog
-from .metrics import RequestMetrics
+from .metrics import REQUEST_METRICS
 
 errors_log = logging.getLogger("rodata.api")
 
@@ -28,7 +28,9 @@ Receive = Callable[[], Awaitable[dict[str, Any]]]
 Send = Callable[[dict[str, Any]], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
-_REQUEST_ID = re.compile(rb"^[A-Za-z0-9._:-]{1,128}$")
+# The access log writes the request id unescaped, so this pattern must admit no '"', backslash
+# or control character (fullmatch, because '$' alone would let a trailing newline through).
+_REQUEST_ID = re.compile(rb"[A-Za-z0-9._:-]{1,128}")
 _FALLBACK_ROUTES = {"/healthz": "healthz", "/readyz": "readyz", "/metrics": "metrics",
                     "/docs": "docs", "/openapi.json": "openapi"}
 
@@ -37,12 +39,12 @@ class _IdSource:
     """Request ids: a random per-process prefix and a counter (unique, and cheap per request)."""
 
     def __init__(self) -> None:
-        self.prefix = os.urandom(4).hex()
+        self.prefix = os.urandom(4).hex().encode()
         self.counter = 0
 
     def next(self) -> bytes:
         self.counter += 1
-        return f"{self.prefix}-{self.counter:x}".encode()
+        return b"%s-%x" % (self.prefix, self.counter)
 
 
 class FrontApp:
@@ -54,7 +56,7 @@ class FrontApp:
         self.handlers = handlers
         self.access_log = access_log
         self.fast_path = fast_path
-        self.metrics = RequestMetrics()
+        self.metrics = REQUEST_METRICS
         self.ids = _IdSource()
         self.access = AccessLog()
 
@@ -73,7 +75,7 @@ class FrontApp:
                 accept = value.decode("latin-1")
             elif name == b"if-none-match":
                 if_none_match = value.decode("latin-1")
-            elif name == b"x-request-id" and _REQUEST_ID.match(value):
+            elif name == b"x-request-id" and _REQUEST_ID.fullmatch(value):
                 request_id = value
         if request_id is None:
             request_id = self.ids.next()
@@ -127,7 +129,7 @@ class FrontApp:
         headers = [(b"content-type", reply.content_type),
                    (b"x-request-id", request_id)]
         if reply.status != 304:
-            headers.append((b"content-length", str(size).encode()))
+            headers.append((b"content-length", b"%d" % size))
         headers.extend(reply.headers)
         await send({"type": "http.response.start", "status": reply.status, "headers": headers})
         if method == "HEAD" or reply.status == 304:
@@ -142,7 +144,5 @@ class FrontApp:
         seconds = time.perf_counter() - started
         self.metrics.observe(route, method, status, seconds, size)
         if self.access_log:
-            self.access.write({"request_id": request_id.decode(), "method": method,
-                               "path": path, "route": route, "status": status,
-                               "dataset": dataset, "generation": generation,
-                               "bytes": size, "latency_ms": round(seconds * 1000, 3)})
+            self.access.write(request_id, method, path, route, status, dataset, generation,
+                              size, seconds)

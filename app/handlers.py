@@ -31,7 +31,7 @@ COLUMN_PARAMS = ("start", "stop")
 AGGREGATE_PARAMS = ("agg", "group_by", "start", "stop", "key_start", "key_stop", "filter")
 
 
-@dataclass
+@dataclass(slots=True)
 class Request:
     """The parts of an HTTP request that the handlers read."""
 
@@ -42,7 +42,7 @@ class Request:
     if_none_match: str | None = None
 
 
-@dataclass
+@dataclass(slots=True)
 class Reply:
     """A complete response; `lease` is returned once the body has been sent."""
 
@@ -109,10 +109,13 @@ def _negotiate(accept: str, offered: tuple[str, ...]) -> str | None:
     return None if best is None else best[2]
 
 
+_ETAG_MEDIA = {media: b"|" + media.encode() for media in CONTENT_TYPES}
+
+
 def make_etag(generation: str, request: Request, media: str) -> bytes:
     """Return a strong ETag from the generation and the request (path, query, media type)."""
-    digest = hashlib.blake2b(request.raw_path + b"?" + request.query_string + b"|"
-                             + media.encode(), digest_size=8).hexdigest()
+    digest = hashlib.blake2b(b"%s?%s%s" % (request.raw_path, request.query_string,
+                                           _ETAG_MEDIA[media]), digest_size=8).hexdigest()
     return f'"{generation}.{digest}"'.encode()
 
 
@@ -147,11 +150,17 @@ class Handlers:
             return self.datasets(request)
 
         route = _route_name(segments)
-        try:
-            name = query.path_name(segments[3], "dataset")
-        except ApiError as error:
-            return error_reply(error, route)
+        # A segment that is literally a served dataset's name needs no percent-decoding or
+        # name check: served names already passed that check, and they are ASCII, so no
+        # other byte string decodes to one.
+        name = segments[3].decode("latin-1")
         loaded = self.store.current.get(name)
+        if loaded is None:
+            try:
+                name = query.path_name(segments[3], "dataset")
+            except ApiError as error:
+                return error_reply(error, route)
+            loaded = self.store.current.get(name)
         if loaded is None:
             error = not_found("unknown_dataset", f"dataset {name!r} is not served here",
                               parameter="dataset",
@@ -251,7 +260,8 @@ class Handlers:
 
     def row(self, request: Request, loaded: LoadedGeneration, raw_key: bytes) -> Reply:
         """GET /v1/datasets/{name}/rows/{key}: one row by key, by binary search."""
-        query.Params(request.query_string, ())
+        if request.query_string:
+            query.Params(request.query_string, ())  # rejects every parameter
         media = negotiate(request.accept, (JSON, CSV, ARROW))
         components = query.parse_key(loaded, raw_key, "key", prefix=False)
         etag, cached = self._cached(request, loaded.generation, media, "row")
@@ -268,9 +278,7 @@ class Handlers:
         loaded.rows_scanned.inc()
         names = loaded.column_names
         if media == JSON:
-            body = encode.json_bytes({"dataset": loaded.dataset,
-                                      "generation": loaded.generation,
-                                      "row": loaded.row_reader().row(start)})
+            body = loaded.row_reader().document(start)
         else:
             body = self._table(loaded, names, rows, media)
         return Reply(200, body, content_type=CONTENT_TYPES[media], headers=_cache_headers(etag),
@@ -280,10 +288,18 @@ class Handlers:
     def _find(loaded: LoadedGeneration, components: list[Any]) -> tuple[int, int]:
         """Return the rows [start, stop) with this full key."""
         if loaded.key_unique and len(components) == 1 and loaded.key_fixed:
-            # One binary search and one comparison for the common unique integer key.
             values = loaded.columns[loaded.key[0]].values
-            position = int(values.searchsorted(components[0]))
-            if position < loaded.row_count and values.item(position) == components[0]:
+            key = components[0]
+            if loaded.key_integer_max is not None and loaded.row_count:
+                # Unique sorted integers rise by at least 1 per row, so key k can only sit at
+                # or before k - first. Dense keys such as a row id sit exactly there, which
+                # one read confirms without a binary search.
+                guess = key - loaded.key_first
+                if 0 <= guess < loaded.row_count and values.item(guess) == key:
+                    return guess, guess + 1
+            # One binary search and one comparison for the common unique numeric key.
+            position = int(values.searchsorted(key))
+            if position < loaded.row_count and values.item(position) == key:
                 return position, position + 1
             return position, position
         return typed.key_range(loaded, components)

@@ -163,6 +163,10 @@ def parse_key(loaded: Any, raw: bytes, parameter: str, *, prefix: bool) -> list[
     components than key columns are allowed (a key range over the leading columns).
     """
     if len(loaded.key) == 1:
+        # Plain ASCII digits for an integer key need no percent-decoding or text checks.
+        high = loaded.key_integer_max
+        if high is not None and raw.isdigit() and len(raw) < 20 and int(raw) <= high:
+            return [int(raw)]
         parts = [raw]
     else:
         parts = raw.split(b",")

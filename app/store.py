@@ -21,7 +21,7 @@ from rodata import format as fmt
 
 from . import metrics
 from .config import NAME_PATTERN, Settings
-from .typed import NUMERIC_TYPES
+from .typed import INTEGER_TYPES, NUMERIC_TYPES
 
 log = logging.getLogger("rodata.api.store")
 
@@ -45,13 +45,21 @@ class LoadedGeneration:
         # A single numeric key column allows the one-search lookup in the row handler.
         self.key_fixed = (len(self.key) == 1 and self.key[0] in self.schema
                           and self.schema[self.key[0]].type in NUMERIC_TYPES)
+        # The largest value of a single integer key column's type, for parsing keys fast.
+        key_type = self.schema[self.key[0]].type if self.key_fixed else None
+        self.key_integer_max: int | None = (int(np.iinfo(key_type).max)
+                                            if key_type in INTEGER_TYPES else None)
         self.row_count: int = int(self.manifest.row_count)
+        # A missing key column file is reported by Store._open with a clear message.
+        self.key_first: int | None = (self.columns[self.key[0]].values.item(0)
+                                      if self.key_integer_max is not None and self.row_count
+                                      and self.key[0] in self.columns else None)
         self.size_bytes: int = sum(int(entry["size"]) for entry in self.manifest.files.values())
         self._dictionaries: dict[str, list[str]] = {}
         self._row_reader: Any = None
         self._dictionary_arrays: dict[str, np.ndarray] = {}
         self._dictionary_bytes: dict[str, list[bytes]] = {}
-        self.rows_scanned = metrics.ROWS_SCANNED.labels(dataset)
+        self.rows_scanned = metrics.REQUEST_METRICS.scanned(dataset)
         self.leases = 0
         self.retired = False
         self.closed = False

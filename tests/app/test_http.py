@@ -10,6 +10,7 @@ import numpy as np
 import pyarrow as pa
 import pytest
 from api_fixtures import api_fixture, small_root_fixture  # noqa: F401 - pytest fixtures
+from prometheus_client.parser import text_string_to_metric_families
 
 ARROW = "application/vnd.apache.arrow.stream"
 
@@ -240,6 +241,37 @@ def test_metrics(api):
     assert "process_resident_memory_bytes" in text
 
 
+def _metric_samples(api) -> dict[tuple[str, tuple], float]:
+    text = api.request("/metrics").body.decode()
+    return {(sample.name, tuple(sorted(sample.labels.items()))): sample.value
+            for family in text_string_to_metric_families(text) for sample in family.samples}
+
+
+def test_metrics_count_requests(api):
+    before = _metric_samples(api)
+    sizes = [len(api.request(f"/v1/datasets/planes/rows/N{i}").body) for i in (1, 2, 4)]
+    assert api.request("/v1/datasets/planes/rows/N9").status == 404
+    after = _metric_samples(api)
+
+    def grown(name: str, **labels: str) -> float:
+        key = (name, tuple(sorted(labels.items())))
+        return after[key] - before.get(key, 0.0)
+
+    assert grown("rodata_http_requests_total", route="row", method="GET", status="200") == 3
+    assert grown("rodata_http_requests_total", route="row", method="GET", status="404") == 1
+    assert grown("rodata_http_request_duration_seconds_count", route="row") == 4
+    assert grown("rodata_http_request_duration_seconds_bucket", route="row", le="+Inf") == 4
+    assert grown("rodata_http_request_duration_seconds_sum", route="row") > 0
+    assert grown("rodata_http_response_bytes_total", route="row") >= sum(sizes)
+    assert grown("rodata_rows_scanned_total", dataset="planes") == 3
+    buckets = [value for (name, labels), value in after.items()
+               if name == "rodata_http_request_duration_seconds_bucket"
+               and ("route", "row") in labels]
+    assert buckets == sorted(buckets)  # cumulative, as Prometheus buckets are
+    assert ("rodata_http_requests_created",
+            (("method", "GET"), ("route", "row"), ("status", "200"))) in after
+
+
 def test_openapi_lists_routes(api):
     document = api.request("/openapi.json").json()
     paths = document["paths"]
@@ -271,6 +303,43 @@ def test_access_log_is_json(api):
     assert record["dataset"] == "planes"
     assert record["generation"] == "p1"
     assert record["latency_ms"] >= 0
+    assert list(record) == ["time", "level", "logger", "message", "request_id", "method",
+                            "path", "route", "status", "dataset", "generation", "bytes",
+                            "latency_ms"]
+    assert record["path"] == "/v1/datasets/planes/rows/N1"
+    assert record["route"] == "row"
+    assert record["bytes"] == len(response.body)
+
+
+def _access_records(api, path: str) -> list[dict]:
+    # The access line is written after the body is sent, so it may lag the response a little.
+    for _ in range(50):
+        records = [r for r in api.log_records()
+                   if r.get("logger") == "rodata.api.access" and r.get("path") == path]
+        if records:
+            return records
+        time.sleep(0.05)
+    return []
+
+
+def test_access_log_unsafe_request_id_replaced(api):
+    # A key no other test asks for, so that the path finds only this request's line.
+    path = "/v1/datasets/planes/rows/Nrequestid"
+    response = api.request(path, headers={"X-Request-ID": 'bad "id"'})
+    generated = response.headers["x-request-id"]
+    assert generated != 'bad "id"'
+    records = _access_records(api, path)
+    assert [r["request_id"] for r in records] == [generated]
+
+
+def test_access_log_escapes_path(api):
+    # %22 and %5C decode to '"' and a backslash in the path the log line records.
+    response = api.request('/v1/datasets/planes/rows/N%22%5Cq')
+    assert response.status == 404
+    records = _access_records(api, '/v1/datasets/planes/rows/N"\\q')
+    assert len(records) == 1, api.log()
+    assert records[0]["status"] == 404
+    assert records[0]["dataset"] == "planes"
 
 
 def test_aggregate_big_sum_is_string(api):
@@ -305,3 +374,13 @@ def test_big_sorted_keys_in_pages(api):
     within = api.request("/v1/datasets/bigkeys/rows?start=1&stop=2").json()
     assert within["rows"] == [[1]]
     assert api.request(f"/v1/datasets/bigkeys/rows/{2**60}").json()["row"] == {"id": str(2**60)}
+
+
+def test_row_int64_key_json_policy(api):
+    # bigkeys has keys beyond 2**53, so every value of its key is range-checked.
+    assert api.request("/v1/datasets/bigkeys/rows/1").json()["row"] == {"id": 1}
+    big = api.request(f"/v1/datasets/bigkeys/rows/{2**53}").json()
+    assert big["row"] == {"id": str(2**53)}
+    # numbers has its keys within 2**53, which the reader learns from the sorted column's ends.
+    row = api.request("/v1/datasets/numbers/rows/1999").json()["row"]
+    assert row == {"id": 1999, "v": 999.5}
