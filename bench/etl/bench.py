@@ -35,7 +35,11 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 def commands(csv: Path, work: Path, threads: int) -> dict[str, tuple[str, str]]:
-    """Return {tool: (prepare command, benchmark command)} for `threads` threads."""
+    """Return {tool: (prepare command, benchmark command)} for `threads` threads.
+
+    Each prepare command ends with `sync`, so that no run starts while the kernel is still
+    writing back the previous run's output (rodata-etl fsyncs its generation and would wait).
+    """
     python = shlex.quote(sys.executable)
     out = work / f"out-{threads}"
     root = out / "rodata-root"
@@ -46,24 +50,24 @@ def commands(csv: Path, work: Path, threads: int) -> dict[str, tuple[str, str]]:
     )
     return {
         "rodata-etl": (
-            f"rm -rf {root}",
+            f"rm -rf {root} && sync",
             (f"env PYTHONPATH={REPO} {python} -m etl run --spec {REPO}/bench/etl/flights30.yaml "
             f"--data-root {root} --source-dir {csv.parent} --workers {threads} --no-progress "
             "--log-level warning"),
         ),
         "duckdb": (
-            f"rm -f {out}/duckdb.parquet",
+            f"rm -f {out}/duckdb.parquet && sync",
             f"{python} -c {shlex.quote(f'import duckdb; duckdb.connect().execute({duckdb_sql!r})')}",
         ),
         "polars": (
-            f"rm -f {out}/polars.arrow",
+            f"rm -f {out}/polars.arrow && sync",
             f"env POLARS_MAX_THREADS={threads} {python} -c " + shlex.quote(
                 f"import polars as pl; pl.read_csv({str(csv)!r}, null_values=['NA'])"
                 f".write_ipc({str(out / 'polars.arrow')!r})"
             ),
         ),
         "pyarrow": (
-            f"rm -f {out}/pyarrow.feather",
+            f"rm -f {out}/pyarrow.feather && sync",
             f"{python} -c " + shlex.quote(
                 "import pyarrow as pa, pyarrow.csv as c, pyarrow.feather as f; "
                 f"pa.set_cpu_count({threads}); pa.set_io_thread_count({threads}); "
