@@ -326,9 +326,13 @@ def build_generation(
 
     (staged / "columns").mkdir(parents=True)
     tasks = [task(i, c, permutation_path) for i, c in enumerate(output_columns)]
+    # The costliest columns go first (strings, then the widest types), so that no worker is
+    # still busy with a long column at the end while the others wait.
+    scheduled = sorted(tasks, key=assembly_cost, reverse=True)
+    finished = dict(zip((t.relative for t in scheduled), pool.map(write_output_column, scheduled)))
     schema, files, row_count = [], {}, 0
-    results = pool.map(write_output_column, tasks)
-    for column_task, (entry, length, digest, peak_kib) in zip(tasks, results):
+    for column_task in tasks:
+        entry, length, digest, peak_kib = finished[column_task.relative]
         schema.append(entry)
         files[column_task.relative] = digest
         row_count = length
@@ -336,6 +340,13 @@ def build_generation(
     if permutation_path is not None:
         os.unlink(permutation_path)
     return row_count, schema, files
+
+
+def assembly_cost(task: ColumnTask) -> int:
+    """Return a rough relative cost of assembling a column: strings first, then by width."""
+    if task.type == "string":
+        return 16
+    return 1 if task.type == "bool" else fmt.numpy_dtype(task.type).itemsize
 
 
 def write_manifest(

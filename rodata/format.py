@@ -224,8 +224,8 @@ class ColumnWriter:
     """Writes one column file whose sizes are known before its rows, a chunk of rows at a time.
 
     The header fixes where every buffer starts, so each chunk of rows goes straight to its place
-    in the validity, values (or codes), offsets and data buffers. The writer holds no more than
-    the chunk it is given, whatever the column's length: this is how the ETL writes columns
+    in the validity, values (or codes), offsets and data buffers. The writer keeps no more than
+    the chunk it is given in memory, whatever the column's length, so the ETL can write columns
     larger than its memory. ``close`` checks that every buffer is complete, fsyncs the file and
     returns its digest.
 

@@ -29,13 +29,17 @@ def main() -> None:
         header = next(reader)
         columns = ", ".join(f'"{name}"' for name in header)
         marks = ", ".join("?" for _ in range(len(header) + 1))
-        with sqlite3.connect(args.output_db) as db:
+        db = sqlite3.connect(args.output_db)
+        try:
             db.execute(f"CREATE TABLE flights (id INTEGER PRIMARY KEY, {columns})")
             rows = ([number, *(None if value == "NA" else value for value in record)]
                     for number, record in enumerate(reader, start=1))
             db.executemany(f"INSERT INTO flights VALUES ({marks})", rows)
-        count = sqlite3.connect(args.output_db).execute("SELECT count(*) FROM flights").fetchone()
-    print(f"wrote {count[0]} rows to {args.output_db}")
+            db.commit()
+            count = db.execute("SELECT count(*) FROM flights").fetchone()[0]
+        finally:
+            db.close()
+    print(f"wrote {count} rows to {args.output_db}")
 
 
 if __name__ == "__main__":

@@ -27,11 +27,15 @@ import os
 import platform
 import re
 import shlex
+import statistics
 import subprocess
 import sys
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
+
+
+TOOLS = ("rodata-etl", "duckdb", "polars", "pyarrow")
 
 
 def commands(csv: Path, work: Path, threads: int) -> dict[str, tuple[str, str]]:
@@ -169,11 +173,14 @@ def interleave(args) -> None:
         "kernel": platform.release(), "python": platform.python_version(),
         "load_average_before": os.getloadavg(), "mode": "interleaved, fastest of --runs",
     }, "runs": []}
+    # Each tool's 1-core and 2-core runs follow each other, so the two runs of a per-round
+    # speedup are seconds apart.
     pairs = []
     for threads, cores in ((1, "0"), (2, "0,1")):
         (args.work / f"out-{threads}").mkdir(parents=True, exist_ok=True)
         for tool, (prepare, command) in commands(args.csv, args.work, threads).items():
             pairs.append((tool, threads, cores, prepare, command))
+    pairs.sort(key=lambda pair: list(TOOLS).index(pair[0]))
     samples: dict[tuple[str, int], list[dict]] = {}
     for round_number in range(args.runs):
         for tool, threads, cores, prepare, command in pairs:
@@ -194,6 +201,12 @@ def interleave(args) -> None:
     results["machine"]["load_average_after"] = os.getloadavg()
     (args.work / "results.json").write_text(json.dumps(results, indent=2))
     print(markdown(results))
+
+
+def _spread(ratios: list[float]) -> str:
+    """Return 'median x (each ratio)' for per-round ratios."""
+    each = ", ".join(f"{ratio:.2f}" for ratio in ratios)
+    return f"{statistics.median(ratios):.2f}x ({each})"
 
 
 def _cpu_model() -> str:
@@ -227,6 +240,20 @@ def markdown(results: dict) -> str:
             f"- {threads} core(s): fastest anchor {fastest['tool']} {fastest['mean_s']:.2f} s; "
             f"rodata-etl takes {ours['mean_s'] / fastest['mean_s']:.2f}x its time"
         )
+    if "walls_s" in ours1:
+        # Interleaved runs: two runs of the same round saw the same load, so the median of the
+        # per-round ratios is steadier than the ratio of two fastest runs.
+        lines += ["", "Per-round ratios, median (each round):"]
+        speedups = [one / two for one, two in zip(ours1["walls_s"], ours2["walls_s"])]
+        lines.append(f"- rodata-etl 2 workers / 1 worker: {_spread(speedups)}")
+        for threads in (1, 2):
+            ours = by[("rodata-etl", threads)]
+            for anchor in runs:
+                if anchor["threads"] != threads or anchor["tool"] == "rodata-etl":
+                    continue
+                shares = [o / a for o, a in zip(ours["walls_s"], anchor["walls_s"])]
+                lines.append(f"- {threads} core(s), rodata-etl time / {anchor['tool']} time: "
+                             f"{_spread(shares)}")
     return "\n".join(lines)
 
 

@@ -103,7 +103,7 @@ def test_chunked_file_equals_whole_file(tmp_path, case):
         reopened.close()
 
 
-def test_close_refuses_missing_rows(tmp_path):
+def test_close_rejects_missing_rows(tmp_path):
     column = fixed_column("int64", None)
     writer = writer_for(tmp_path / "short.rdc", column)
     writer.append(chunk_of(column, 0, 999))
@@ -111,7 +111,7 @@ def test_close_refuses_missing_rows(tmp_path):
         writer.close()
 
 
-def test_append_refuses_extra_rows(tmp_path):
+def test_append_rejects_extra_rows(tmp_path):
     column = fixed_column("int64", None)
     writer = writer_for(tmp_path / "long.rdc", column)
     writer.append(column)
@@ -119,7 +119,7 @@ def test_append_refuses_extra_rows(tmp_path):
         writer.append(chunk_of(column, 0, 1))
 
 
-def test_append_refuses_nulls_in_a_column_announced_without(tmp_path):
+def test_append_rejects_unannounced_nulls(tmp_path):
     valid = np.ones(ROWS, dtype=bool)
     valid[5] = False
     writer = fmt.ColumnWriter(tmp_path / "c.rdc", "int8", "plain", ROWS, 0)
@@ -127,7 +127,7 @@ def test_append_refuses_nulls_in_a_column_announced_without(tmp_path):
         writer.append(fixed_column("int8", valid))
 
 
-def test_close_refuses_a_wrong_null_count(tmp_path):
+def test_close_rejects_wrong_null_count(tmp_path):
     column = fixed_column("int8", rng().random(ROWS) > 0.5)
     writer = fmt.ColumnWriter(tmp_path / "c.rdc", "int8", "plain", ROWS, 3)
     writer.append(column)
@@ -135,7 +135,7 @@ def test_close_refuses_a_wrong_null_count(tmp_path):
         writer.close()
 
 
-def test_append_refuses_another_type(tmp_path):
+def test_append_rejects_another_type(tmp_path):
     writer = fmt.ColumnWriter(tmp_path / "c.rdc", "int8", "plain", ROWS, 0)
     with pytest.raises(ValueError, match="cannot append plain int16 rows to a plain int8 column"):
         writer.append(fixed_column("int16", None))
