@@ -21,7 +21,7 @@ DICTIONARY_MIN_REPEAT = 4
 
 
 def encode_column(values: pa.Array, storage_type: str, *, encoding: str = "auto") -> fmt.ColumnData:
-    """Return the ColumnData for one whole column of `storage_type`."""
+    """Return the ColumnData of `values`, a whole column or a chunk of one, as `storage_type`."""
     valid = None
     if values.null_count:
         valid = values.is_valid().to_numpy(zero_copy_only=False)
