@@ -38,7 +38,7 @@ from etl.shardwork import (
     run_infer,
     run_shard,
 )
-from etl.sortkey import key_order_if_sorted, sort_by_partitions
+from etl.sortkey import key_order_if_sorted, key_text, sort_by_partitions
 from etl.spec import DatasetSpec, dump_spec, load_spec
 from rodata import __version__ as RODATA_VERSION
 from rodata import format as fmt
@@ -320,8 +320,9 @@ def build_generation(
         )
     if order.duplicate_rows and not spec.allow_duplicate_keys:
         raise DataError(
-            f"{spec.path}: {order.duplicate_rows} row(s) repeat a key of {spec.key}, for example "
-            f"{order.example}; make the key unique or set allow_duplicate_keys: true in the spec"
+            f"{spec.path}: {order.duplicate_rows} row(s) repeat the key {spec.key} of an earlier "
+            f"row, for example {key_text(order.example)}; make the key unique or set "
+            "allow_duplicate_keys: true in the spec"
         )
 
     (staged / "columns").mkdir(parents=True)

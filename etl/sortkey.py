@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from datetime import UTC, date, datetime
 
 import numpy as np
 import pyarrow as pa
@@ -85,6 +86,20 @@ def key_order_if_sorted(shard_keys: Iterable[pa.Table]) -> KeyOrder | None:
         example = example or order.example
         previous = keys.slice(keys.num_rows - 1, 1)
     return KeyOrder(None, duplicates, example)
+
+
+def key_text(key: dict) -> str:
+    """Return a key in the API's form: components joined by ",", timestamps in UTC with Z."""
+    parts = []
+    for value in key.values():
+        if isinstance(value, datetime):
+            text = value.astimezone(UTC).replace(tzinfo=None).isoformat() + "Z"
+        elif isinstance(value, date):
+            text = value.isoformat()
+        else:
+            text = str(value)
+        parts.append(text.replace(",", "%2C"))
+    return ",".join(parts)
 
 
 def _is_sorted(column: pa.ChunkedArray) -> bool:

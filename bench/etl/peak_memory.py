@@ -7,7 +7,9 @@ of mapped files as well as the process's own (anonymous) memory. Mapped file pag
 cache: under a memory limit the kernel drops them and reads them again later, while
 anonymous memory can only grow until the limit kills the process. This script polls
 /proc/<pid>/status of the command and all its descendants and prints, for the largest
-process, the peak of each kind separately.
+process, the peak of each kind separately, and the peak of the anonymous memory summed over
+all its processes at one sample (what a pod's memory limit would see, apart from page cache).
+Sampling every --interval seconds can miss a peak shorter than that.
 
 With --limit-mib (as root) the command runs in a new memory cgroup with that limit and no
 swap, as in a Kubernetes pod, and the report adds the cgroup's peak usage and OOM kill count.
@@ -69,7 +71,8 @@ def resident_kib(pid: int) -> tuple[int, int] | None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--interval", type=float, default=0.02, help="seconds between samples")
+    parser.add_argument("--interval", type=float, default=0.02,
+                        help="seconds between samples (default: %(default)s)")
     parser.add_argument("--limit-mib", type=int, help="run in a memory cgroup of this size")
     parser.add_argument("command", nargs=argparse.REMAINDER, help="the command, after --")
     args = parser.parse_args()
@@ -89,16 +92,19 @@ def main() -> None:
 
     started = time.monotonic()
     process = subprocess.Popen(command, preexec_fn=enter)  # noqa: PLW1509 - no threads here
-    peak_anon = peak_file = peak_total = 0
+    peak_anon = peak_file = peak_total = peak_anon_sum = 0
     while process.poll() is None:
+        anon_sum = 0
         for pid in tree(process.pid):
             sample = resident_kib(pid)
             if sample is None:
                 continue
             anon, mapped = sample
+            anon_sum += anon
             peak_anon = max(peak_anon, anon)
             peak_file = max(peak_file, mapped)
             peak_total = max(peak_total, anon + mapped)
+        peak_anon_sum = max(peak_anon_sum, anon_sum)
         time.sleep(args.interval)
     report = {
         "exit_code": process.returncode,
@@ -106,6 +112,7 @@ def main() -> None:
         "peak_anon_mib": round(peak_anon / 1024),
         "peak_file_mib": round(peak_file / 1024),
         "peak_rss_mib": round(peak_total / 1024),
+        "peak_anon_all_processes_mib": round(peak_anon_sum / 1024),
     }
     if cgroup is not None:
         stats = cgroup.stats()
@@ -114,7 +121,9 @@ def main() -> None:
         report["cgroup_oom_kills"] = stats["oom_kill"]
         cgroup.remove()
     print(json.dumps(report), file=sys.stderr)
-    sys.exit(process.returncode)
+    # A command killed by a signal exits as a shell reports it: 128 + the signal number.
+    code = process.returncode
+    sys.exit(128 - code if code < 0 else code)
 
 
 if __name__ == "__main__":

@@ -143,7 +143,7 @@ def test_duplicate_keys_rejected_unless_allowed(tmp_path):
     sources, spec, root = setup(tmp_path, b"k,v\nb,1\na,2\nb,3\n", spec_text)
     result = etl(spec, root, sources, check=False)
     assert result.returncode == 1
-    assert "1 row(s) repeat a key of ['k'], for example {'k': 'b'}" in result.stderr
+    assert "1 row(s) repeat the key ['k'] of an earlier row, for example b;" in result.stderr
 
     write_spec(spec, spec_text + "allow_duplicate_keys: true\n")
     etl(spec, root, sources)

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from datetime import UTC, date, datetime
+
 import numpy as np
 import pyarrow as pa
 import pytest
 
-from etl.sortkey import key_order, key_order_if_sorted, sort_by_partitions
+from etl.sortkey import key_order, key_order_if_sorted, key_text, sort_by_partitions
 
 
 def shards_of(table: pa.Table, sizes: list[int]) -> list[pa.Table]:
@@ -67,3 +69,9 @@ def test_partitioned_sort_of_unique_keys_counts_no_duplicates(tmp_path):
     order = sort_by_partitions(lambda i: shards[i], 2, 5000, str(path), budget_bytes=2048)
     assert order.duplicate_rows == 0
     assert keys.column("id").to_numpy()[np.load(path)].tolist() == list(range(5000))
+
+
+def test_key_text_uses_the_api_key_form():
+    moment = datetime(2013, 1, 1, 11, 0, tzinfo=UTC)
+    assert key_text({"dest": "ATL", "time_hour": moment}) == "ATL,2013-01-01T11:00:00Z"
+    assert key_text({"name": "a,b", "day": date(2013, 1, 2), "n": 7}) == "a%2Cb,2013-01-02,7"
