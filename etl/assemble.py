@@ -10,9 +10,9 @@ itself. Two passes over the shards write a column:
    to a ColumnWriter, which puts it at its place in the file.
 
 Memory: a chunk of rows plus one shard's mapped pages when the rows are already in key order
-(shards are read one after another). When they are not, the chunk is gathered through the
-sort permutation (a memory-mapped .npy file) from every shard at once, so all shards of the
-column stay mapped; those pages are file-backed and the kernel drops them under memory
+(shards are read one after another). When they are not, each chunk is gathered from every
+shard at once through the sort permutation (a .npy file read a chunk at a time), so all shards
+of the column stay mapped. Those pages are file-backed and the kernel drops them under memory
 pressure, but they count in the process's resident size.
 """
 
@@ -38,8 +38,8 @@ from etl.schema import ARROW_TYPES
 from etl.shardwork import peak_rss_kib
 from rodata import format as fmt
 
-# Rows encoded and written at once. A multiple of 8, so validity bytes never straddle chunks
-# in the gathered case; 64Ki rows keep a chunk to a few MiB for all but very long strings.
+# Rows encoded and written at once: 64Ki rows keep a chunk to a few MiB for all but very long
+# strings, and the per-chunk Python overhead small.
 CHUNK_ROWS = 1 << 16
 
 
@@ -160,7 +160,7 @@ def gather(pieces: list[pa.Array], starts: np.ndarray, indices: np.ndarray) -> p
 
 @dataclass(frozen=True)
 class ColumnPlan:
-    """What must be known before a column's first row is written."""
+    """The sizes and encoding of a column, known before its first row is written."""
 
     length: int
     null_count: int

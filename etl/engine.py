@@ -4,7 +4,7 @@ Memory bound per process: a worker keeps one shard in memory about three times o
 source bytes, parsed Arrow table, IPC output). A shard is at most --shard-mib of source text
 (default 32 MiB), longer only by a record that straddles a cut. Assembly then writes each
 output column a chunk of rows at a time (etl.assemble), and checks the key order one shard at
-a time, so no process holds a whole column. Rows that are not already in key order are the
+a time, so no process keeps a whole column in memory. Rows that are not already in key order are the
 exception only in how they are sorted: by key partitions that each fit a fixed budget
 (etl.sortkey.sort_by_partitions), with the permutation in a file.
 """
@@ -163,7 +163,7 @@ class SourceDigests(threading.Thread):
         try:
             self.result = [
                 publish.SourceFile(s.path, s.absolute, s.size, s.mtime_ns,
-                                   publish.sha256_file(s.absolute))
+                                   fmt.sha256_file(s.absolute))
                 for s in self.sources
             ]
         except OSError as error:  # reported by digests()

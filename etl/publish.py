@@ -12,7 +12,6 @@ from __future__ import annotations
 import fcntl
 import hashlib
 import logging
-import mmap
 import os
 import shutil
 from contextlib import contextmanager
@@ -95,24 +94,6 @@ def clean_staging(
     if removed and not quiet:
         log.info("removed %d leftover(s) of interrupted runs from %s", len(removed), staging)
     return removed
-
-
-def sha256_file(path: str | os.PathLike, chunk: int = 32 << 20) -> str:
-    """Return the hex SHA-256 of a file's content."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        size = os.fstat(handle.fileno()).st_size
-        if size == 0:
-            return digest.hexdigest()
-        # Hashing a memory map avoids copying the file into Python buffers. One window is mapped
-        # at a time, because mapped file pages count in the process's RSS while mapped.
-        for start in range(0, size, chunk):
-            length = min(chunk, size - start)
-            with mmap.mmap(handle.fileno(), length, access=mmap.ACCESS_READ, offset=start) as window:
-                view = memoryview(window)
-                digest.update(view)
-                view.release()
-    return digest.hexdigest()
 
 
 def input_fingerprint(sources: list[SourceFile], spec_digest: str) -> str:

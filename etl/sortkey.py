@@ -137,10 +137,10 @@ def first_duplicate(ordered: pa.Table) -> dict:
 SORT_BUDGET_BYTES = 128 << 20
 # Rows sampled to choose the partition bounds.
 SAMPLE_ROWS = 1 << 16
-# Memory per row of a partition being sorted, as a multiple of its key bytes plus a constant:
-# the collected keys, their sorted copy and the duplicate check's comparison hold about three
-# copies of the key; the row numbers, sort indices and permutation about 40 bytes more
-# (measured: about 390 MiB peak for 2.5M rows of an 18-byte key before this was counted).
+# Memory per row of a partition being sorted, as a multiple of its key bytes plus a constant.
+# The collected keys, their sorted copy and the duplicate check's comparison make about three
+# copies of the key, and the row numbers, sort indices and permutation about 40 bytes more.
+# Without this estimate a run peaked at about 390 MiB for 2.5M rows of an 18-byte key.
 _KEY_COPIES = 3
 _ROW_OVERHEAD_BYTES = 48
 
@@ -149,12 +149,12 @@ def sort_by_partitions(
     load_shard: Callable[[int], pa.Table], shard_count: int, row_count: int,
     permutation_path: str, *, budget_bytes: int | None = None,
 ) -> KeyOrder:
-    """Sort rows that are not in key order without holding all their keys, and count duplicates.
+    """Sort rows that are not in key order, a key partition at a time, and count duplicates.
 
-    `load_shard(i)` returns the key columns of shard i. The rows are cut by key value into
-    partitions small enough for `budget_bytes` (bounds chosen from a sample), and each
-    partition is collected from every shard, sorted in memory and appended to the permutation
-    file (a .npy of int64 row numbers). Equal keys always fall in the same partition and rows
+    `load_shard(i)` returns the key columns of shard i. Bounds chosen from a sample cut the
+    rows by key value into partitions small enough for `budget_bytes`. Each partition is
+    collected from every shard, sorted in memory and appended to the permutation file (a .npy
+    of int64 row numbers). Equal keys always fall in the same partition and rows
     are collected in source order, so the result equals one stable sort of all rows. The
     returned KeyOrder has no permutation array: the permutation is the file.
     """
@@ -201,7 +201,7 @@ def _partition_bounds(load_shard, shard_count: int, row_count: int,
     if order.permutation is not None:
         sample = sample.take(pa.array(order.permutation))
     # NOTE: equal keys are never split, so with allow_duplicate_keys one key value on more rows
-    # than a partition holds makes its partition exceed the budget.
+    # than a partition fits makes its partition exceed the budget.
     bounds: list[pa.Table] = []
     for part in range(1, partitions):
         bound = sample.slice(part * sample.num_rows // partitions, 1)

@@ -229,8 +229,9 @@ class ColumnWriter:
     larger than its memory. ``close`` checks that every buffer is complete, fsyncs the file and
     returns its digest.
 
-    Sizes up front: ``length`` rows, ``null_count`` of them null, ``data_bytes`` of UTF-8 for a
-    plain string column; a dictionary column gets its sorted dictionary and code dtype here.
+    The constructor takes the sizes: ``length`` rows, ``null_count`` of them null, and
+    ``data_bytes`` of UTF-8 for a plain string column. A dictionary column also gets its sorted
+    dictionary and code dtype there.
     """
 
     def __init__(
@@ -322,7 +323,7 @@ class ColumnWriter:
             if self._nulls:
                 raise ValueError(f"{self.path}: null rows in a column announced without nulls")
             return
-        # Bits pack eight to a byte, LSB first; a chunk that ends mid-byte leaves its last bits
+        # Bits pack eight to a byte, LSB first. A chunk that ends mid-byte leaves its last bits
         # pending until the next chunk (or close) completes the byte.
         bits = np.concatenate([self._pending_bits, valid]) if len(self._pending_bits) else valid
         whole = len(bits) - len(bits) % 8
@@ -703,12 +704,19 @@ def write_current(dataset_dir: str | os.PathLike[str], generation: str) -> None:
     fsync_dir(dataset_dir)
 
 
-def sha256_file(path: str | os.PathLike[str], *, chunk_size: int = 1 << 20) -> str:
-    """Return the SHA-256 (hex) of a file, read in chunks of ``chunk_size`` bytes."""
+def sha256_file(path: str | os.PathLike[str], *, chunk_size: int = 32 << 20) -> str:
+    """Return the SHA-256 (hex) of a file, hashed through memory maps of ``chunk_size`` bytes."""
     digest = hashlib.sha256()
     with open(path, "rb") as handle:
-        while chunk := handle.read(chunk_size):
-            digest.update(chunk)
+        size = os.fstat(handle.fileno()).st_size
+        # Hashing a memory map avoids copying the file into Python buffers. One window is
+        # mapped at a time, because mapped file pages count in the process's RSS while mapped.
+        for start in range(0, size, chunk_size):
+            length = min(chunk_size, size - start)
+            with mmap.mmap(handle.fileno(), length, access=mmap.ACCESS_READ, offset=start) as window:
+                view = memoryview(window)
+                digest.update(view)
+                view.release()
     return digest.hexdigest()
 
 

@@ -170,20 +170,24 @@ def test_invalid_runtime_named(tmp_path: Path) -> None:
     assert not any(tmp_path.iterdir())
 
 
-def test_worker_limits_mismatch_named(tmp_path: Path) -> None:
-    playbook = tmp_path / "api.yml"
+def run_role(tmp_path: Path, name: str, role: str, role_vars: dict) -> subprocess.CompletedProcess:
+    """Write a one-play playbook that applies `role` on localhost, run it and return the result."""
+    playbook = tmp_path / f"{role}.yml"
     playbook.write_text(yaml.safe_dump([{
-        "name": "Start the API with two workers and one CPU",
+        "name": name,
         "hosts": "localhost",
         "gather_facts": False,
-        "roles": [{"role": "rodata_api", "vars": {
-            "rodata_api_runtime": "process", "rodata_api_venv_dir": str(tmp_path / "venv"),
-            "rodata_api_state_dir": str(tmp_path), "rodata_api_data_root": str(tmp_path),
-            "rodata_api_workers": 2, "rodata_api_cpus": 1, "rodata_api_memory_mib": 1024,
-        }}],
+        "roles": [{"role": role, "vars": role_vars}],
     }]))
+    return run_playbook(str(playbook))
 
-    result = run_playbook(str(playbook))
+
+def test_worker_limits_mismatch_named(tmp_path: Path) -> None:
+    result = run_role(tmp_path, "Start the API with two workers and one CPU", "rodata_api", {
+        "rodata_api_runtime": "process", "rodata_api_venv_dir": str(tmp_path / "venv"),
+        "rodata_api_state_dir": str(tmp_path), "rodata_api_data_root": str(tmp_path),
+        "rodata_api_workers": 2, "rodata_api_cpus": 1, "rodata_api_memory_mib": 1024,
+    })
 
     assert result.returncode != 0
     assert "rodata_api_workers=2 needs rodata_api_cpus=2 and rodata_api_memory_mib=2048" in result.stdout
@@ -191,19 +195,11 @@ def test_worker_limits_mismatch_named(tmp_path: Path) -> None:
 
 
 def test_missing_dataset_field_named(tmp_path: Path) -> None:
-    playbook = tmp_path / "etl.yml"
-    playbook.write_text(yaml.safe_dump([{
-        "name": "Publish a dataset declared without its spec",
-        "hosts": "localhost",
-        "gather_facts": False,
-        "roles": [{"role": "rodata_etl", "vars": {
-            "rodata_etl_runtime": "process", "rodata_etl_venv_dir": str(tmp_path / "venv"),
-            "rodata_etl_state_dir": str(tmp_path), "rodata_etl_data_root": str(tmp_path / "data"),
-            "rodata_etl_source_dir": str(tmp_path), "rodata_etl_datasets": [{"name": "flights"}],
-        }}],
-    }]))
-
-    result = run_playbook(str(playbook))
+    result = run_role(tmp_path, "Publish a dataset declared without its spec", "rodata_etl", {
+        "rodata_etl_runtime": "process", "rodata_etl_venv_dir": str(tmp_path / "venv"),
+        "rodata_etl_state_dir": str(tmp_path), "rodata_etl_data_root": str(tmp_path / "data"),
+        "rodata_etl_source_dir": str(tmp_path), "rodata_etl_datasets": [{"name": "flights"}],
+    })
 
     assert result.returncode != 0
     assert "spec" in result.stdout
@@ -212,21 +208,13 @@ def test_missing_dataset_field_named(tmp_path: Path) -> None:
 
 
 def test_missing_spec_file_named(tmp_path: Path) -> None:
-    playbook = tmp_path / "etl.yml"
-    playbook.write_text(yaml.safe_dump([{
-        "name": "Publish a dataset whose spec file does not exist",
-        "hosts": "localhost",
-        "gather_facts": False,
-        "roles": [{"role": "rodata_etl", "vars": {
-            "rodata_etl_runtime": "process", "rodata_etl_venv_dir": str(tmp_path / "venv"),
-            "rodata_etl_project_dir": str(REPO_ROOT),
-            "rodata_etl_state_dir": str(tmp_path), "rodata_etl_data_root": str(tmp_path / "data"),
-            "rodata_etl_source_dir": str(tmp_path),
-            "rodata_etl_datasets": [{"name": "trips", "spec": "datasets/trips.yaml"}],
-        }}],
-    }]))
-
-    result = run_playbook(str(playbook))
+    result = run_role(tmp_path, "Publish a dataset whose spec file does not exist", "rodata_etl", {
+        "rodata_etl_runtime": "process", "rodata_etl_venv_dir": str(tmp_path / "venv"),
+        "rodata_etl_project_dir": str(REPO_ROOT),
+        "rodata_etl_state_dir": str(tmp_path), "rodata_etl_data_root": str(tmp_path / "data"),
+        "rodata_etl_source_dir": str(tmp_path),
+        "rodata_etl_datasets": [{"name": "trips", "spec": "datasets/trips.yaml"}],
+    })
 
     assert result.returncode != 0
     assert "Dataset spec not found: datasets/trips.yaml" in result.stdout

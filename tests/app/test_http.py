@@ -323,7 +323,7 @@ def _access_records(api, path: str) -> list[dict]:
 
 
 def test_access_log_unsafe_request_id_replaced(api):
-    # A key no other test asks for, so that the path finds only this request's line.
+    # A key no other test requests, so that the path matches only this request's log line.
     path = "/v1/datasets/planes/rows/Nrequestid"
     response = api.request(path, headers={"X-Request-ID": 'bad "id"'})
     generated = response.headers["x-request-id"]

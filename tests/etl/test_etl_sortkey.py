@@ -20,7 +20,7 @@ def shards_of(table: pa.Table, sizes: list[int]) -> list[pa.Table]:
     return shards
 
 
-def test_sorted_shards_with_a_duplicate_across_the_seam():
+def test_duplicate_across_shard_seam_counted():
     table = pa.table({"k": [1, 2, 3, 3, 4, 5, 5, 6]})
     order = key_order_if_sorted(shards_of(table, [3, 0, 3, 2]))
     assert order is not None
@@ -30,8 +30,8 @@ def test_sorted_shards_with_a_duplicate_across_the_seam():
 
 
 @pytest.mark.parametrize("sizes", [[2, 2], [1, 3]])
-def test_out_of_order_shards_are_reported(sizes):
-    # [1, 3 | 2, 4]: each shard sorted, the seam is not; [1 | 3, 2, 4]: a shard is not.
+def test_out_of_order_shards_detected(sizes):
+    # In [1, 3 | 2, 4] each shard is sorted but the seam is not. In [1 | 3, 2, 4] a shard is not.
     assert key_order_if_sorted(shards_of(pa.table({"k": [1, 3, 2, 4]}), sizes)) is None
 
 
@@ -62,7 +62,7 @@ def test_partitioned_sort_equals_one_stable_sort(tmp_path, budget):
     assert order.example == expected.example
 
 
-def test_partitioned_sort_of_unique_keys_counts_no_duplicates(tmp_path):
+def test_partitioned_sort_unique_keys(tmp_path):
     keys = pa.table({"id": np.random.default_rng(3).permutation(5000)})
     shards = shards_of(keys, [2500, 2500])
     path = tmp_path / "permutation.npy"
@@ -71,7 +71,7 @@ def test_partitioned_sort_of_unique_keys_counts_no_duplicates(tmp_path):
     assert keys.column("id").to_numpy()[np.load(path)].tolist() == list(range(5000))
 
 
-def test_key_text_uses_the_api_key_form():
+def test_key_text_api_form():
     moment = datetime(2013, 1, 1, 11, 0, tzinfo=UTC)
     assert key_text({"dest": "ATL", "time_hour": moment}) == "ATL,2013-01-01T11:00:00Z"
     assert key_text({"name": "a,b", "day": date(2013, 1, 2), "n": 7}) == "a%2Cb,2013-01-02,7"
