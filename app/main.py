@@ -73,7 +73,7 @@ def create_app(settings: Settings) -> FrontApp:
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        store.start()
+        await store.start(load_first=settings.workers > 1)
         flusher = asyncio.get_running_loop().create_task(flush_access_log())
         yield
         flusher.cancel()

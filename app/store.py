@@ -303,8 +303,18 @@ class Store:
                 log.exception("generation refresh failed")
             await asyncio.sleep(self.settings.reload_seconds)
 
-    def start(self) -> None:
-        """Start the polling task on the running loop."""
+    async def start(self, *, load_first: bool = False) -> None:
+        """Start the polling task on the running loop.
+
+        With `load_first`, the first load finishes before this returns, so the caller starts
+        serving with its generations in place. Several worker processes share one socket, and
+        /readyz answered by one of them says nothing about the others: each worker loads first.
+        """
+        if load_first:
+            try:
+                await self.refresh()
+            except Exception:  # the poller below retries; serving 503 beats not starting
+                log.exception("first generation load failed")
         self._task = asyncio.get_running_loop().create_task(self.run())
 
     async def stop(self) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import shutil
 import signal
 import socket
@@ -13,6 +14,8 @@ import pytest
 from api_builders import write_generation
 from api_server import ApiServer
 
+from app.config import load_settings
+from app.main import create_app
 from rodata import format as fmt
 
 ROWS = 3000
@@ -243,9 +246,38 @@ def test_several_workers_serve(tmp_path):
     server = ApiServer(root, tmp_path / "api.log", RODATA_WORKERS="2")
     try:
         server.wait_ready()
+        # Every worker must serve from the moment /readyz answers, whichever worker took that
+        # probe; new connections spread over both processes sharing the socket.
+        statuses = [server.request(f"/v1/datasets/flip/rows/{key}").status
+                    for key in range(60)]
+        assert statuses == [200] * 60, statuses
         assert server.request("/v1/datasets/flip/rows/5").json()["row"]["v"] == 5
     finally:
         assert server.stop() == 0, server.log()
+
+
+async def ready_at_startup(app) -> bool:
+    """Run the app's ASGI lifespan start-up; return /readyz's verdict the moment it completes."""
+    inbox: asyncio.Queue = asyncio.Queue()
+    outbox: asyncio.Queue = asyncio.Queue()
+    await inbox.put({"type": "lifespan.startup"})
+    task = asyncio.create_task(app({"type": "lifespan", "asgi": {"version": "3.0"}},
+                                   inbox.get, outbox.put))
+    assert (await outbox.get())["type"] == "lifespan.startup.complete"
+    ready = app.fallback.state.store.readiness()[0]
+    await inbox.put({"type": "lifespan.shutdown"})
+    assert (await outbox.get())["type"] == "lifespan.shutdown.complete"
+    await task
+    return ready
+
+
+def test_each_worker_loads_before_serving(tmp_path):
+    # uvicorn lets a worker accept connections once its lifespan start-up completes. With
+    # several workers on one socket, that must not happen before the worker has its generation.
+    root = tmp_path / "data"
+    write_generation(root, "flip", "g1", flip_columns(1), ["id"])
+    env = {"RODATA_DATA_ROOT": str(root), "RODATA_WORKERS": "2"}
+    assert asyncio.run(ready_at_startup(create_app(load_settings(env))))
 
 
 def test_grace_period_bounds_shutdown(tmp_path):
