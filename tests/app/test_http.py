@@ -291,12 +291,7 @@ def test_openapi_lists_routes(api):
 def test_access_log_is_json(api):
     response = api.request("/v1/datasets/planes/rows/N1", headers={"X-Request-ID": "test-id-1"})
     assert response.headers["x-request-id"] == "test-id-1"
-    # The access line is written after the body is sent, so it may lag the response a little.
-    for _ in range(50):
-        records = [r for r in api.log_records() if r.get("request_id") == "test-id-1"]
-        if records:
-            break
-        time.sleep(0.05)
+    records = _access_records(api, "/v1/datasets/planes/rows/N1", request_id="test-id-1")
     assert records, api.log()
     record = records[-1]
     assert record["status"] == 200
@@ -311,11 +306,14 @@ def test_access_log_is_json(api):
     assert record["bytes"] == len(response.body)
 
 
-def _access_records(api, path: str) -> list[dict]:
-    # The access line is written after the body is sent, so it may lag the response a little.
-    for _ in range(50):
+def _access_records(api, path: str, request_id: str | None = None) -> list[dict]:
+    # Access lines are buffered and flushed every 0.2 s after the body is sent; a busy CI
+    # machine may take longer, hence the generous deadline.
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
         records = [r for r in api.log_records()
-                   if r.get("logger") == "rodata.api.access" and r.get("path") == path]
+                   if r.get("logger") == "rodata.api.access" and r.get("path") == path
+                   and request_id in (None, r.get("request_id"))]
         if records:
             return records
         time.sleep(0.05)

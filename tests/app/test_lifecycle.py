@@ -178,7 +178,8 @@ def test_sigterm_drains_then_exits_zero(tmp_path):
     big = tmp_path / "big"
     write_wide(big, rows)
 
-    server = ApiServer(big, tmp_path / "api.log", RODATA_DRAIN_SECONDS="1.0",
+    # The drain phase is long enough for a loaded CI machine to reach /readyz inside it.
+    server = ApiServer(big, tmp_path / "api.log", RODATA_DRAIN_SECONDS="3.0",
                        RODATA_GRACE_SECONDS="10")
     server.wait_ready()
 
@@ -191,8 +192,8 @@ def test_sigterm_drains_then_exits_zero(tmp_path):
     assert received.startswith(b"HTTP/1.1 200")
 
     server.process.send_signal(signal.SIGTERM)
-    time.sleep(0.3)
     # Draining: readiness fails first while the server still accepts requests.
+    wait_for(lambda: server.request("/readyz").status == 503, timeout=2.5)
     ready = server.request("/readyz")
     assert ready.status == 503
     assert ready.json()["reason"] == "shutting down"
@@ -200,7 +201,7 @@ def test_sigterm_drains_then_exits_zero(tmp_path):
     # Finish reading the in-flight body: every byte arrives although shutdown has begun.
     header_end = received.index(b"\r\n\r\n") + 4
     body = bytearray(received[header_end:])
-    time.sleep(1.5)  # past the drain phase: uvicorn is now waiting for this request
+    time.sleep(3.5)  # past the drain phase: uvicorn is now waiting for this request
     while len(body) < rows * 8:
         chunk = sock.recv(1 << 20)
         if not chunk:
