@@ -11,7 +11,7 @@ from pathlib import Path
 # Dataset and column names that may appear in a URL. Anything else (a slash, "..", NUL,
 # spaces) is rejected before any lookup, so a name can never address a file by itself.
 # The pattern is the one rodata.format enforces for dataset directories.
-NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+NAME_PATTERN = re.compile(r"\A[A-Za-z0-9][A-Za-z0-9._-]{0,127}\Z")  # \Z: "$" admits a final newline
 
 LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
 

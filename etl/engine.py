@@ -403,7 +403,8 @@ def finish_and_publish(
     generation = new_generation_id(fingerprint)
     staged = staging_root / generation
     staged.mkdir(parents=True)
-    log.info("%s: writing generation %s", spec.name, generation)
+    # Staged only: nothing is visible until publish_generation() renames it into place.
+    log.info("%s: building generation %s in staging", spec.name, generation)
     row_count, schema, files = build_generation(pool, spec, columns, outcomes, staged)
     extra = {
         "spec_digest": spec.digest(),

@@ -11,6 +11,7 @@ from api_fixtures import api_fixture, small_root_fixture  # noqa: F401 - pytest 
 from api_server import REPO, ApiServer, api_command
 
 from app.config import ConfigError, load_settings
+from app.store import Store
 
 
 def test_defaults(tmp_path):
@@ -92,3 +93,12 @@ def test_thread_pools_pinned():
     result = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
                             text=True, timeout=60, check=True)
     assert result.stdout.split() == ["1", "1", "1"]
+
+
+def test_data_root_entries_need_valid_names(tmp_path):
+    # A directory whose name ends in a newline must not pass as a dataset: "$" would admit it.
+    for name in ("flights", "flights\n", ".hidden", "-dash"):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "CURRENT").write_text("g1\n")
+    store = Store(load_settings({"RODATA_DATA_ROOT": str(tmp_path)}))
+    assert store.dataset_names() == ["flights"]
