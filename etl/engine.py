@@ -25,6 +25,7 @@ from pathlib import Path
 
 from etl import publish
 from etl.assemble import ColumnTask, shard_key_table, shard_keys, write_output_column
+from etl.locate import describe, key_locations
 from etl.parse import Reject
 from etl.pool import Pool
 from etl.progress import Progress
@@ -319,9 +320,17 @@ def build_generation(
             sum(o.rows for o in outcomes), permutation_path,
         )
     if order.duplicate_rows and not spec.allow_duplicate_keys:
+        try:
+            locations = key_locations(key_tasks, outcomes, order.example,
+                                      delimiter=spec.csv.delimiter, quote=spec.csv.quote)
+        except (OSError, ValueError) as error:
+            # The duplicate is the error to report; not finding its lines must not hide it.
+            log.warning("%s: cannot locate the duplicate key's rows: %s", spec.name, error)
+            locations = []
+        where = f" ({describe(locations)})" if locations else ""
         raise DataError(
             f"{spec.path}: {order.duplicate_rows} row(s) repeat the key {spec.key} of an earlier "
-            f"row, for example {key_text(order.example)}; make the key unique or set "
+            f"row, for example {key_text(order.example)}{where}; make the key unique or set "
             "allow_duplicate_keys: true in the spec"
         )
 

@@ -43,6 +43,8 @@ class ShardOutcome:
     reject_count: int = 0
     rejects: list[Reject] = field(default_factory=list)
     peak_rss_kib: int = 0
+    source: str = ""      # the source file and the shard's first byte, to locate rows in errors
+    start: int = 0
 
 
 def peak_rss_kib() -> int:
@@ -107,6 +109,8 @@ def run_shard(task: ShardTask) -> ShardOutcome:
         reject_count=len(result.rejects),
         rejects=result.rejects[:MAX_REJECTS_LISTED],
         peak_rss_kib=peak_rss_kib(),
+        source=shard.path,
+        start=shard.start,
     )
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 from pathlib import Path
 
+import pytest
 from etl_helpers import current_dir, read_rows, write_spec
 from support import run_etl
 
@@ -143,7 +144,9 @@ def test_duplicate_keys_rejected_unless_allowed(tmp_path):
     sources, spec, root = setup(tmp_path, b"k,v\nb,1\na,2\nb,3\n", spec_text)
     result = etl(spec, root, sources, check=False)
     assert result.returncode == 1
-    assert "1 row(s) repeat the key ['k'] of an earlier row, for example b;" in result.stderr
+    data_csv = sources / "data.csv"
+    assert (f"1 row(s) repeat the key ['k'] of an earlier row, for example b "
+            f"({data_csv} line 2 and line 4);") in result.stderr
 
     write_spec(spec, spec_text + "allow_duplicate_keys: true\n")
     etl(spec, root, sources)
@@ -151,6 +154,24 @@ def test_duplicate_keys_rejected_unless_allowed(tmp_path):
     rows = read_rows(root / "demo")
     # Stable sort: duplicates stay in source order.
     assert rows == {"k": ["a", "b", "b"], "v": [2, 1, 3]}
+
+
+@pytest.mark.parametrize("shard_mib", ["64", "0.00003"])  # one shard per file, or ~31 bytes
+def test_duplicate_key_error_names_file_and_line(tmp_path, shard_mib):
+    # The lines count a quoted newline, a blank line and a rejected record before the repeat,
+    # and the two rows sit in different files (and, with tiny shards, different shards).
+    spec_text = "name: demo\nsources: ['*.csv']\nkey: [k]\nmissing: []\nmax_rejects: 5\n" \
+                "columns:\n  - {name: k, type: string}\n  - {name: v, type: string}\n" \
+                "  - {name: n, type: int64}\n"
+    sources, spec, root = setup(tmp_path, b"", spec_text)
+    (sources / "data.csv").unlink()
+    first = sources / "a.csv"
+    first.write_bytes(b'k,v,n\nz,"two\nlines",1\n\nb,x,not-a-number\nc,y,3\n')
+    second = sources / "b.csv"
+    second.write_bytes(b"k,v,n\nd,z,4\nc,w,5\n")
+    result = etl(spec, root, sources, "--shard-mib", shard_mib, check=False)
+    assert result.returncode == 1, result.stderr
+    assert f"for example c ({first} line 6 and {second} line 3);" in result.stderr
 
 
 def test_composite_key_sorted_by_utf8_bytes(tmp_path):
