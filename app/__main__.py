@@ -74,6 +74,10 @@ def main(argv: list[str] | None = None) -> int:
     from .main import create_app
 
     app = create_app(settings)
+    log.info("starting", extra={"host": settings.host, "port": settings.port,
+                                "data_root": str(settings.data_root),
+                                "datasets": list(settings.datasets) or "all",
+                                "workers": settings.workers})
     if settings.workers > 1:
         # NOTE: several workers run under uvicorn's process manager, which has no drain phase
         # and imports the app by name. One worker per pod is the supported layout.
@@ -81,6 +85,7 @@ def main(argv: list[str] | None = None) -> int:
         uvicorn.run("app.main:app_from_environment", factory=True, host=settings.host,
                     port=settings.port, workers=settings.workers, log_config=None,
                     access_log=False, timeout_graceful_shutdown=int(settings.grace_seconds))
+        log.info("stopped")
         return 0
 
     config = uvicorn.Config(app, host=settings.host, port=settings.port, log_config=None,
@@ -88,9 +93,6 @@ def main(argv: list[str] | None = None) -> int:
                             timeout_graceful_shutdown=settings.grace_seconds,  # type: ignore[arg-type]
                             loop="auto", http="auto")  # uvloop and httptools when installed
     server = Server(config, settings, app.fallback.state.store)
-    log.info("starting", extra={"host": settings.host, "port": settings.port,
-                                "data_root": str(settings.data_root),
-                                "datasets": list(settings.datasets) or "all"})
     server.run()
     if server.started or server.should_exit:
         log.info("stopped")

@@ -170,6 +170,7 @@ class Store:
         self.rejected: dict[str, str] = {}
         self.current_errors: dict[str, str] = {}
         self.missing_logged: set[str] = set()
+        self.invalid_names: set[str] = set()
         self.draining = False
         self.loaded_once = False
         self._task: asyncio.Task[None] | None = None
@@ -188,8 +189,16 @@ class Store:
                 "data_root": str(self.settings.data_root), "error": str(error)})
             return list(self.current)
         for entry in entries:
-            if NAME_PATTERN.match(entry.name) and (entry / "CURRENT").is_file():
+            if not (entry / "CURRENT").is_file():
+                continue
+            if NAME_PATTERN.match(entry.name):
                 names.append(entry.name)
+            elif entry.name not in self.invalid_names:
+                # Logged once, because a user who sees the directory expects it to be served.
+                self.invalid_names.add(entry.name)
+                log.warning("ignoring a directory with a CURRENT file: its name is not a valid "
+                            "dataset name (letters, digits, '_', '.', '-', starting with a letter "
+                            "or digit); rename it", extra={"directory": str(entry)})
         return names
 
     def readiness(self) -> tuple[bool, str]:
@@ -200,7 +209,11 @@ class Store:
             return False, "loading generations"
         expected = self.settings.datasets or tuple(self.current)
         if not expected:
-            return False, f"no dataset with a CURRENT file under {self.settings.data_root}"
+            reason = f"no dataset with a CURRENT file under {self.settings.data_root}"
+            if self.invalid_names:
+                reason += ("; ignored directories with invalid names: "
+                           + ", ".join(repr(name) for name in sorted(self.invalid_names)))
+            return False, reason
         missing = [name for name in expected if name not in self.current]
         if missing:
             return False, "no generation loaded for: " + ", ".join(missing)
@@ -248,10 +261,14 @@ class Store:
             if generation_id is None:
                 if name not in self.current and name not in self.missing_logged:
                     self.missing_logged.add(name)
-                    log.warning("no published generation yet; not ready until the ETL "
-                                "publishes one", extra={"dataset": name,
-                                                        "current": str(self.settings.data_root
-                                                                       / name / "CURRENT")})
+                    directory = self.settings.data_root / name
+                    message = ("no published generation yet; not ready until the ETL "
+                               "publishes one")
+                    if not directory.is_dir():
+                        message = ("dataset directory not found; check RODATA_DATASETS for a "
+                                   "misspelt name, or run the ETL to publish the dataset")
+                    log.warning(message, extra={"dataset": name,
+                                                "current": str(directory / "CURRENT")})
                 continue
             served = self.current.get(name)
             if served is not None and served.generation == generation_id:
@@ -307,13 +324,13 @@ class Store:
         """Start the polling task on the running loop.
 
         With `load_first`, the first load finishes before this returns, so the caller starts
-        serving with its generations in place. Several worker processes share one socket, and
-        /readyz answered by one of them says nothing about the others: each worker loads first.
+        serving with its generations in place. Several worker processes share one socket, and a
+        200 from /readyz in one of them says nothing about the others, so each worker loads first.
         """
         if load_first:
             try:
                 await self.refresh()
-            except Exception:  # the poller below retries; serving 503 beats not starting
+            except Exception:  # the poller below retries, and a worker that returns 503 can recover
                 log.exception("first generation load failed")
         self._task = asyncio.get_running_loop().create_task(self.run())
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import subprocess
 import sys
@@ -102,3 +103,27 @@ def test_data_root_entries_need_valid_names(tmp_path):
         (tmp_path / name / "CURRENT").write_text("g1\n")
     store = Store(load_settings({"RODATA_DATA_ROOT": str(tmp_path)}))
     assert store.dataset_names() == ["flights"]
+
+
+def test_invalid_directory_names_logged(tmp_path, caplog):
+    (tmp_path / "flights\n").mkdir()
+    (tmp_path / "flights\n" / "CURRENT").write_text("g1\n")
+    store = Store(load_settings({"RODATA_DATA_ROOT": str(tmp_path)}))
+    asyncio.run(store.refresh())
+    asyncio.run(store.refresh())
+    warnings = [r for r in caplog.records if "not a valid dataset name" in r.getMessage()]
+    assert len(warnings) == 1  # once, not on every poll
+    assert warnings[0].directory == str(tmp_path / "flights\n")
+    ready, reason = store.readiness()
+    assert not ready
+    assert reason.endswith("; ignored directories with invalid names: 'flights\\n'")
+
+
+def test_configured_dataset_without_directory(tmp_path, caplog):
+    (tmp_path / "flights").mkdir()
+    env = {"RODATA_DATA_ROOT": str(tmp_path), "RODATA_DATASETS": "flights,flihgts"}
+    store = Store(load_settings(env))
+    asyncio.run(store.refresh())
+    messages = {r.dataset: r.getMessage() for r in caplog.records if hasattr(r, "dataset")}
+    assert messages["flights"].startswith("no published generation yet")
+    assert messages["flihgts"].startswith("dataset directory not found; check RODATA_DATASETS")

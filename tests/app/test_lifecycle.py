@@ -247,14 +247,25 @@ def test_several_workers_serve(tmp_path):
     server = ApiServer(root, tmp_path / "api.log", RODATA_WORKERS="2")
     try:
         server.wait_ready()
-        # Every worker must serve from the moment /readyz answers, whichever worker took that
-        # probe; new connections spread over both processes sharing the socket.
+        # Every worker must serve once /readyz returns 200, whichever worker took that probe.
+        # New connections spread over both processes that share the socket.
         statuses = [server.request(f"/v1/datasets/flip/rows/{key}").status
                     for key in range(60)]
         assert statuses == [200] * 60, statuses
         assert server.request("/v1/datasets/flip/rows/5").json()["row"]["v"] == 5
     finally:
         assert server.stop() == 0, server.log()
+
+    # One JSON access line per request, none of uvicorn's plain ones, and the start and stop
+    # lines that a single worker writes too.
+    records = server.log_records()
+    rows = [r for r in records if r.get("logger") == "rodata.api.access"
+            and r.get("route") == "row"]
+    assert len(rows) == 61
+    assert not [r for r in records if r.get("logger") == "uvicorn.access"]
+    messages = [r.get("message") for r in records]
+    assert "starting" in messages
+    assert messages[-1] == "stopped"
 
 
 async def ready_at_startup(app) -> bool:
