@@ -19,7 +19,7 @@ import logging
 import os
 import threading
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -518,7 +518,7 @@ def run(options: RunOptions) -> Summary:
 def force_key_not_null(spec: DatasetSpec, columns: list[Column]) -> list[Column]:
     """Return `columns` with key columns made non-nullable (a key value may not be missing)."""
     return [
-        Column(c.name, c.type, False, c.missing, c.encoding) if c.name in spec.key else c
+        replace(c, nullable=False) if c.name in spec.key else c
         for c in columns
     ]
 

@@ -73,7 +73,9 @@ class CsvReadPlan:
 
     @classmethod
     def build(cls, columns: list[Column], *, delimiter: str, quote: str) -> CsvReadPlan:
-        typed = [c for c in columns if c.type != "string"]
+        # The CSV reader cannot read timestamps in a named time zone, so convert_text does.
+        # Every other typed column may be converted by the reader itself.
+        typed = [c for c in columns if c.type != "string" and not c.timezone]
         # A non-nullable column rejects a missing marker whichever set applies, so only the
         # nullable columns decide the shared marker set, and non-nullable ones are all direct.
         marker_sets = Counter(tuple(sorted(set(c.missing))) for c in typed if c.nullable)
@@ -156,9 +158,22 @@ def convert_text(values: pa.Array, column: Column) -> pa.Array:
     if column.type == "string":
         return values
     try:
+        if column.timezone:
+            return local_to_utc(values, column.timezone)
         return pc.cast(values, ARROW_TYPES[column.type])
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as error:
         raise ShardReadError(f"column {column.name!r}: {error}") from error
+
+
+def local_to_utc(values: pa.Array, timezone: str) -> pa.Array:
+    """Read text timestamps without a zone offset as local time in `timezone`; return UTC.
+
+    A local time that a daylight saving change skips or repeats raises ArrowInvalid, because
+    no single instant matches it.
+    """
+    local = pc.cast(values, pa.timestamp("us"))
+    zoned = pc.assume_timezone(local, timezone=timezone, ambiguous="raise", nonexistent="raise")
+    return zoned.cast(ARROW_TYPES["timestamp"])
 
 
 def _empty_table(plan: CsvReadPlan) -> pa.Table:
@@ -285,7 +300,11 @@ def _bad_values(values: list[str], column: Column, plan: CsvReadPlan) -> list[tu
     candidates = [row for row, value in enumerate(values) if value not in missing]
     for row in _bisect_failures(candidates, convertible):
         shown = values[row][:MAX_REJECT_TEXT]
-        bad.append((row, f"invalid {column.type} value {shown!r}"))
+        reason = f"invalid {column.type} value {shown!r}"
+        if column.timezone:
+            reason += (f" for time zone {column.timezone}: expected local time without a zone "
+                       "offset, not a time that daylight saving skips or repeats")
+        bad.append((row, reason))
     return bad
 
 

@@ -34,6 +34,7 @@ class Column:
     nullable: bool
     missing: tuple[str, ...]
     encoding: str = "auto"
+    timezone: str | None = None
 
     @property
     def arrow_type(self) -> pa.DataType:
@@ -62,7 +63,8 @@ def resolve_columns(
         if column_type is None:
             raise SpecError(f"{spec.path or spec.name}: column {name!r} has no type")
         columns.append(
-            Column(name, column_type, declared.nullable, spec.missing_for(name), declared.encoding)
+            Column(name, column_type, declared.nullable, spec.missing_for(name), declared.encoding,
+                   declared.timezone)
         )
     return columns
 
@@ -121,6 +123,7 @@ def pinned_spec(spec: DatasetSpec, columns: list[Column]) -> DatasetSpec:
                 column.nullable,
                 declared.missing if declared else None,
                 column.encoding,
+                column.timezone,
             )
         )
     return replace(spec, columns=pinned)

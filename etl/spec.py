@@ -14,9 +14,12 @@ A spec names the dataset, its source files, the source format, the key and the c
     columns:                        # optional; omitted columns or types are inferred
       - {name: dep_time, type: int16, missing: ["NA"]}
       - {name: carrier, type: string, nullable: false}
+      - {name: scheduled, type: timestamp, timezone: America/New_York}
 
 Column types are the rodata storage types: int8..int64, uint8..uint64, float32, float64, bool,
-date, timestamp (with a zone offset in the text, stored as UTC microseconds) and string.
+date, timestamp (stored as UTC microseconds) and string. A timestamp's text carries a zone
+offset (`2013-01-01T10:00:00Z`), unless the column names a `timezone` (an IANA name such as
+`America/New_York`, or `UTC`): then the text has no offset and is local time in that zone.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
 
@@ -42,7 +46,7 @@ TOP_LEVEL_KEYS = {
     "name", "format", "sources", "csv", "row_id", "key", "allow_duplicate_keys", "max_rejects",
     "missing", "columns", "description",
 }
-COLUMN_KEYS = {"name", "type", "nullable", "missing", "encoding", "description"}
+COLUMN_KEYS = {"name", "type", "nullable", "missing", "encoding", "timezone", "description"}
 CSV_KEYS = {"delimiter", "quote", "header"}
 
 
@@ -59,6 +63,7 @@ class ColumnSpec:
     nullable: bool = True
     missing: tuple[str, ...] | None = None   # None: use the dataset default
     encoding: str = "auto"
+    timezone: str | None = None              # timestamps only: the zone of text without offset
 
 
 @dataclass(frozen=True)
@@ -232,7 +237,10 @@ def parse_spec(raw: Any, *, origin: str = "<spec>") -> DatasetSpec:
         column_missing = None
         if "missing" in item:
             column_missing = _parse_missing(item["missing"], f"column {column_name!r}: missing", fail)
-        columns.append(ColumnSpec(column_name, column_type, nullable, column_missing, encoding))
+        timezone = _parse_timezone(item, column_name, column_type, fail)
+        columns.append(
+            ColumnSpec(column_name, column_type, nullable, column_missing, encoding, timezone)
+        )
 
     row_id = raw.get("row_id")
     if row_id is not None:
@@ -270,6 +278,23 @@ def parse_spec(raw: Any, *, origin: str = "<spec>") -> DatasetSpec:
         missing=missing,
         columns=columns,
     )
+
+
+def _parse_timezone(item: dict, column_name: str, column_type: str | None, fail) -> str | None:
+    if "timezone" not in item:
+        return None
+    timezone = item["timezone"]
+    if column_type != "timestamp":
+        raise fail(f"column {column_name!r}: 'timezone' applies to type timestamp only; "
+                   "declare type: timestamp or remove 'timezone'")
+    # On Linux, Python's zoneinfo and pyarrow both read the system database
+    # (/usr/share/zoneinfo), so a name valid here is normally valid in the workers too.
+    try:
+        ZoneInfo(timezone)
+    except (ZoneInfoNotFoundError, ValueError, TypeError):
+        raise fail(f"column {column_name!r}: 'timezone' {timezone!r} is not a known time zone; "
+                   "use an IANA name such as America/New_York, or UTC") from None
+    return timezone
 
 
 def _parse_missing(value: Any, label: str, fail) -> tuple[str, ...]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import datetime as dt
 from pathlib import Path
 
 import pytest
@@ -172,6 +173,28 @@ def test_duplicate_key_error_names_file_and_line(tmp_path, shard_mib):
     result = etl(spec, root, sources, "--shard-mib", shard_mib, check=False)
     assert result.returncode == 1, result.stderr
     assert f"for example c ({first} line 6 and {second} line 3);" in result.stderr
+
+
+def test_timestamps_in_named_time_zone(tmp_path):
+    # New York local times: winter is UTC-5, summer UTC-4. On 2013-11-03 01:30 happened twice
+    # and on 2013-03-10 02:30 never happened; an offset is not expected in this column.
+    spec_text = "name: demo\nsources: [data.csv]\nkey: [n]\nmissing: [NA]\nmax_rejects: 3\n" \
+                "columns:\n  - {name: n, type: int64}\n" \
+                "  - {name: t, type: timestamp, timezone: America/New_York}\n"
+    data = (b"n,t\n1,2013-01-01 05:00:00\n2,2013-07-01T05:00:00\n3,2013-11-03 01:30:00\n"
+            b"4,2013-03-10 02:30:00\n5,2013-01-01T05:00:00Z\n6,NA\n")
+    sources, spec, root = setup(tmp_path, data, spec_text)
+    etl(spec, root, sources, "--rejects-file", str(tmp_path / "rejects.csv"))
+    rows = read_rows(root / "demo")
+    assert rows["n"] == [1, 2, 6]
+    # The store keeps UTC and reads back naive datetimes in UTC.
+    assert rows["t"] == [dt.datetime(2013, 1, 1, 10), dt.datetime(2013, 7, 1, 9), None]
+    with open(tmp_path / "rejects.csv", newline="") as handle:
+        rejects = list(csv.DictReader(handle))
+    assert [(r["line"], r["column"]) for r in rejects] == [("4", "t"), ("5", "t"), ("6", "t")]
+    assert rejects[0]["reason"] == (
+        "invalid timestamp value '2013-11-03 01:30:00' for time zone America/New_York: expected "
+        "local time without a zone offset, not a time that daylight saving skips or repeats")
 
 
 def test_composite_key_sorted_by_utf8_bytes(tmp_path):

@@ -42,6 +42,12 @@ def test_column_missing_overrides_default():
         ({"csv": {"header": False}}, "'csv.header' must be true"),
         ({"columns": [{"name": "a", "type": "int8", "encoding": "dictionary"}]},
          "dictionary encoding applies to strings only"),
+        ({"columns": [{"name": "a", "type": "date", "timezone": "UTC"}]},
+         "'timezone' applies to type timestamp only"),
+        ({"columns": [{"name": "a", "type": "timestamp", "timezone": "Mars/Olympus"}]},
+         "'timezone' 'Mars/Olympus' is not a known time zone"),
+        ({"columns": [{"name": "a", "type": "timestamp", "timezone": "../etc/passwd"}]},
+         "is not a known time zone"),
     ],
 )
 def test_invalid_spec_names_field(change, message):
@@ -64,10 +70,12 @@ def test_dump_then_load_round_trip(tmp_path):
     spec = parse_spec({**BASE, "columns": [
         {"name": "a", "type": "int16", "missing": ["NA"]},
         {"name": "b", "type": "string", "nullable": False, "encoding": "plain"},
+        {"name": "c", "type": "timestamp", "timezone": "America/New_York"},
     ]})
     dump_spec(spec, tmp_path / "pinned.yaml")
     again = load_spec(tmp_path / "pinned.yaml")
     assert again.to_dict() == spec.to_dict()
+    assert again.column("c").timezone == "America/New_York"
     assert again.digest() == spec.digest()
 
 
