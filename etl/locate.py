@@ -17,7 +17,8 @@ import pyarrow.compute as pc
 
 from etl.assemble import ColumnTask, shard_key_table
 from etl.parse import RECORD_COLUMN
-from etl.shardwork import ShardOutcome, first_line_number
+from etl.sharding import first_line_number
+from etl.shardwork import ShardOutcome
 
 
 def key_locations(

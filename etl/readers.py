@@ -44,7 +44,7 @@ class CsvReader:
     ) -> list[Shard]:
         """Return quote-aware shards of about `shard_bytes` over all `files`."""
         return plan_shards(files, shard_bytes=shard_bytes, quote=self.options.quote,
-                           map_function=map_function)
+                           delimiter=self.options.delimiter, map_function=map_function)
 
     def read_plan(self, columns: list[Column]) -> CsvReadPlan:
         """Return what a worker needs to parse and type shards of these columns."""

@@ -9,8 +9,11 @@ and moves every cut forward to the first LF at even parity. CRLF records end at 
 A cut after a LF byte never falls inside a multi-byte UTF-8 character, because UTF-8 encodes
 every byte of a multi-byte character at 0x80 or above.
 
-NOTE: a quote character inside an unquoted field (such as `5'10"` with `"` as the quote) breaks
-the parity rule, so such a file needs `csv.quote` set to a character it does not contain.
+A quote character inside an unquoted field (such as `5'10"` with `"` as the quote) is literal
+text to the parsers but breaks the parity rule. The counting pass therefore also finds "stray"
+quotes: a quote at even parity (so it would open a quoted field) that does not follow a
+delimiter, a LF or another quote. A file with one is not cut: it becomes a single shard, which
+parses exactly as one worker would, and a warning names its first stray quote's line.
 """
 
 from __future__ import annotations
@@ -18,12 +21,15 @@ from __future__ import annotations
 import csv
 import io
 import itertools
+import logging
 import mmap
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+
+log = logging.getLogger("rodata.etl")
 
 BOM = b"\xef\xbb\xbf"
 LF = 0x0A
@@ -103,21 +109,56 @@ def _first_record_end(data: bytes, offset: int, quote: bytes) -> int | None:
     return None
 
 
-def count_quotes(path: str, start: int, end: int, quote: int) -> int:
-    """Return how many `quote` bytes lie in [start, end) of `path` (runs in a worker)."""
+@dataclass(frozen=True)
+class QuoteCount:
+    """The quotes of one piece of a file, and where its first stray quote could be.
+
+    A quote is a candidate stray when the byte before it is not a delimiter, LF or quote.
+    It is stray when it lies at even parity over the whole file, which depends on the pieces
+    before. So the offsets of the first candidate at an even and at an odd position within
+    the piece are kept (-1 for none), and the planner picks one once the parity is known.
+    """
+
+    count: int
+    first_candidate_even: int = -1
+    first_candidate_odd: int = -1
+
+    def stray_offset(self, quotes_before: int) -> int:
+        """Return the offset of the first stray quote, given the quotes before the piece."""
+        return self.first_candidate_odd if quotes_before & 1 else self.first_candidate_even
+
+
+def count_quotes(path: str, start: int, end: int, quote: int, delimiter: int) -> QuoteCount:
+    """Count the `quote` bytes in [start, end) of `path` and find stray candidates (in a worker).
+
+    `start` is at least 1: the header line comes before every piece.
+    """
     needle = bytes((quote,))
     if end <= start:
-        return 0
+        return QuoteCount(0)
     with open(path, "rb") as handle, mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ) as view:
         # find() is a memchr scan over the mapping with no copy, several times faster than
         # reading and counting; quote-free text (the common case) needs nothing else.
         first = view.find(needle, start, end)
         if first < 0:
-            return 0
+            return QuoteCount(0)
         total = 0
+        candidates = {0: -1, 1: -1}  # parity of the quote's index in the piece: first offset
         for block_start in range(first, end, 16 << 20):
-            total += view[block_start : min(block_start + (16 << 20), end)].count(needle)
-        return total
+            block_end = min(block_start + (16 << 20), end)
+            # One byte before the block, so that every quote's predecessor is at hand.
+            data = np.frombuffer(view[block_start - 1 : block_end], dtype=np.uint8)
+            positions = np.flatnonzero(data[1:] == quote)
+            before = data[positions]
+            candidate = (before != delimiter) & (before != LF) & (before != quote)
+            for parity in (0, 1):
+                if candidates[parity] < 0:
+                    hits = np.flatnonzero(candidate & (((np.arange(len(positions)) + total) & 1)
+                                                       == parity))
+                    if hits.size:
+                        candidates[parity] = block_start + int(positions[hits[0]])
+            total += len(positions)
+        return QuoteCount(total, candidates[0], candidates[1])
 
 
 def next_record_start(path: str, position: int, limit: int, inside: bool, quote: int) -> int:
@@ -148,6 +189,7 @@ def plan_shards(
     *,
     shard_bytes: int,
     quote: str,
+    delimiter: str = ",",
     map_function: Callable[..., Iterable] = map,
 ) -> list[Shard]:
     """Split every file's data into shards of about `shard_bytes`, cut at record boundaries.
@@ -170,25 +212,64 @@ def plan_shards(
             [s for _, s, _ in pieces],
             [e for _, _, e in pieces],
             [quote_byte] * len(pieces),
+            [ord(delimiter)] * len(pieces),
         )
     )
 
     shards: list[Shard] = []
     for file_index, (path, header) in enumerate(files):
         cuts = [header.data_start]
-        quotes_before = 0
-        for (piece_file, start, end), count in zip(pieces, counts):
-            if piece_file != file_index:
-                continue
-            quotes_before += count
-            if end >= header.size:
-                break
-            cut = next_record_start(path, end, header.size, bool(quotes_before & 1), quote_byte)
-            if cut > cuts[-1]:
-                cuts.append(cut)
+        if _first_stray_quote(path, file_index, pieces, counts) is None:
+            quotes_before = 0
+            for (piece_file, _start, end), count in zip(pieces, counts):
+                if piece_file != file_index:
+                    continue
+                quotes_before += count.count
+                if end >= header.size:
+                    break
+                cut = next_record_start(path, end, header.size, bool(quotes_before & 1),
+                                        quote_byte)
+                if cut > cuts[-1]:
+                    cuts.append(cut)
         if cuts[-1] < header.size:
             cuts.append(header.size)
         for start, end in itertools.pairwise(cuts):
             if end > start:
                 shards.append(Shard(len(shards), file_index, path, start, end))
     return shards
+
+
+def _first_stray_quote(path: str, file_index: int, pieces: list[tuple[int, int, int]],
+                       counts: list[QuoteCount]) -> int | None:
+    """Return the offset of the file's first stray quote, logging a warning, or None."""
+    quotes_before = 0
+    for (piece_file, _start, _end), count in zip(pieces, counts):
+        if piece_file != file_index:
+            continue
+        offset = count.stray_offset(quotes_before)
+        if offset >= 0:
+            # NOTE: the single shard costs memory in proportion to the file (about 3x its
+            # size in one worker), so a large file with stray quotes may need a bigger limit.
+            log.warning(
+                "%s: line %d: a quote character inside an unquoted field; the file is read "
+                "as one shard (no parallel parsing, memory grows with its size). Quote the "
+                "field and double the quote, or set csv.quote to a character the file does "
+                "not contain", path, first_line_number(path, offset),
+            )
+            return offset
+        quotes_before += count.count
+    return None
+
+
+def first_line_number(path: str, offset: int) -> int:
+    """Return the 1-based line number of the byte at `offset` (counts LF bytes before it)."""
+    count = 0
+    with open(path, "rb") as handle:
+        remaining = offset
+        while remaining > 0:
+            block = handle.read(min(remaining, 16 << 20))
+            if not block:
+                break
+            count += block.count(b"\n")
+            remaining -= len(block)
+    return count + 1

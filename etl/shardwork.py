@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 import pyarrow as pa
 
 from etl.parse import CsvReadPlan, Reject, infer_shard
-from etl.sharding import Shard
+from etl.sharding import Shard, first_line_number
 
 # Rejects carried back per shard; the count stays exact beyond it.
 MAX_REJECTS_LISTED = 1000
@@ -69,20 +69,6 @@ def read_range(path: str, start: int, end: int) -> pa.Buffer:
     with pa.memory_map(path, "r") as source:
         source.seek(start)
         return source.read_buffer(end - start)
-
-
-def first_line_number(path: str, offset: int) -> int:
-    """Return the 1-based line number of the byte at `offset` (counts LF bytes before it)."""
-    count = 0
-    with open(path, "rb") as handle:
-        remaining = offset
-        while remaining > 0:
-            block = handle.read(min(remaining, 16 << 20))
-            if not block:
-                break
-            count += block.count(b"\n")
-            remaining -= len(block)
-    return count + 1
 
 
 def run_shard(task: ShardTask) -> ShardOutcome:

@@ -48,6 +48,7 @@ def test_shards_cut_at_record_boundaries(tmp_path, shard_bytes):
     header = read_header(path, delimiter=",", quote='"')
     shards = plan_shards([(str(path), header)], shard_bytes=shard_bytes, quote='"')
 
+    assert len(shards) > 1  # quoting by the rules finds no stray quote, so the file is cut
     assert shards[0].start == header.data_start
     assert shards[-1].end == len(data)
     assert all(a.end == b.start for a, b in itertools.pairwise(shards))
@@ -129,3 +130,43 @@ def test_one_and_many_workers_byte_identical(tmp_path, monkeypatch, newline):
     assert rows["label"] == [r[1] for r in expected]
     assert rows["amount"] == [int(r[2]) for r in expected]
     assert rows["note"] == [None if r[3] == "NA" else r[3] for r in expected]
+
+
+def stray_quote_csv(rows: int) -> bytes:
+    """Return CSV with quotes inside unquoted fields (5'10") and quoted fields with newlines."""
+    lines = ["code,label,amount,note"]
+    for index in range(rows):
+        label = f"{index % 7}'1{index % 10}\" tall" if index % 3 else f"say \"\"{index}\"\""
+        note = f'"line {index}\nnext, part"' if index % 2 else "plain"
+        lines.append(f"k{index:05d},{label},{index},{note}")
+    return ("\n".join(lines) + "\n").encode()
+
+
+def test_stray_quotes_read_as_one_shard(tmp_path, caplog):
+    data = stray_quote_csv(400)
+    path = tmp_path / "input.csv"
+    path.write_bytes(data)
+    header = read_header(path, delimiter=",", quote='"')
+    shards = plan_shards([(str(path), header)], shard_bytes=97, quote='"', delimiter=",")
+    assert [(s.start, s.end) for s in shards] == [(header.data_start, len(data))]
+    # The first data row's label, say ""0"", is unquoted text with quotes in it.
+    assert f"{path}: line 2: a quote character inside an unquoted field" in caplog.text
+
+
+def test_stray_quotes_same_rows_for_any_workers(tmp_path):
+    sources = tmp_path / "src"
+    sources.mkdir()
+    data = stray_quote_csv(900)
+    (sources / "input1.csv").write_bytes(data)
+    (sources / "input2.csv").write_bytes(tricky_csv(300, prefix="j").encode())
+    spec = write_spec(tmp_path / "tricky.yaml", SPEC)
+    expected = records_of(data)[1:] + records_of(tricky_csv(300, prefix="j").encode())[1:]
+    expected.sort(key=lambda r: r[0].encode())
+    for workers, shard_bytes in ((1, 1 << 20), (2, 997)):
+        root = tmp_path / f"root-{workers}"
+        run(RunOptions(spec=str(spec), data_root=str(root), source_dir=str(sources),
+                       workers=workers, shard_bytes=shard_bytes, show_progress=False))
+        rows = read_rows(root / "tricky")
+        assert rows["code"] == [r[0] for r in expected]
+        assert rows["label"] == [r[1] for r in expected]
+        assert rows["note"] == [None if r[3] == "NA" else r[3] for r in expected]
