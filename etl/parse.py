@@ -19,10 +19,12 @@ the column); no replacement characters are ever stored.
 from __future__ import annotations
 
 import csv
+import datetime as dt
 import io
 import re
 from collections import Counter
 from dataclasses import dataclass, field
+from zoneinfo import ZoneInfo
 
 import numpy as np
 import pyarrow as pa
@@ -278,12 +280,17 @@ def _has_surrogate(value: str) -> bool:
 def _bad_values(values: list[str], column: Column, plan: CsvReadPlan) -> list[tuple[int, str]]:
     """Return (row, reason) for each value that `column` cannot hold."""
     bad: list[tuple[int, str]] = []
-    missing = set(plan.direct_missing if column.name in plan.direct else column.missing)
+    declared = set(column.missing)
+    # The values the converter turns into nulls: for a column the CSV reader converts, the
+    # plan's shared markers, which may differ from the column's own.
+    nulls = set(plan.direct_missing) if column.name in plan.direct else declared
     if not column.nullable:
-        bad.extend(
-            (row, "missing value in a non-nullable column")
-            for row, value in enumerate(values) if value in missing
-        )
+        for row, value in enumerate(values):
+            if value in declared:
+                bad.append((row, "missing value in a non-nullable column"))
+            elif value in nulls:
+                bad.append((row, _invalid_value_reason(value, column)))
+        nulls |= declared
     if column.type == "string":
         return bad
 
@@ -297,15 +304,45 @@ def _bad_values(values: list[str], column: Column, plan: CsvReadPlan) -> list[tu
             return False
         return True
 
-    candidates = [row for row, value in enumerate(values) if value not in missing]
+    candidates = [row for row, value in enumerate(values) if value not in nulls]
     for row in _bisect_failures(candidates, convertible):
-        shown = values[row][:MAX_REJECT_TEXT]
-        reason = f"invalid {column.type} value {shown!r}"
-        if column.timezone:
-            reason += (f" for time zone {column.timezone}: expected local time without a zone "
-                       "offset, not a time that daylight saving skips or repeats")
-        bad.append((row, reason))
+        bad.append((row, _invalid_value_reason(values[row], column)))
     return bad
+
+
+def _invalid_value_reason(value: str, column: Column) -> str:
+    """Return why `value` does not fit `column`, with a hint for timestamps."""
+    reason = f"invalid {column.type} value {value[:MAX_REJECT_TEXT]!r}"
+    if column.type != "timestamp":
+        return reason
+    try:
+        local = dt.datetime.fromisoformat(value)
+    except ValueError:
+        local = None
+    if column.timezone is None:
+        if local is not None and local.tzinfo is None:
+            return (f"{reason}: it has no zone offset; add one (such as Z) or declare the "
+                    "column's timezone")
+        return f"{reason}: expected ISO 8601 with a zone offset, such as 2013-01-01T10:00:00Z"
+    if local is not None and local.tzinfo is not None:
+        return (f"{reason}: the column's timezone is {column.timezone}, so values carry no "
+                "zone offset")
+    problem = _local_time_problem(local, column.timezone) if local is not None else None
+    return f"{reason}: " + (problem or f"expected local time in {column.timezone} without a zone "
+                            "offset, such as 2013-01-01 05:00:00 (at most 6 decimals)")
+
+
+def _local_time_problem(local: dt.datetime, timezone: str) -> str | None:
+    """Return why a well-formed local time has no single instant in `timezone`, or None."""
+    zone = ZoneInfo(timezone)
+    first, second = local.replace(tzinfo=zone, fold=0), local.replace(tzinfo=zone, fold=1)
+    if first.utcoffset() != second.utcoffset():
+        # A skipped time does not survive a round trip through UTC; a repeated one does.
+        back = first.astimezone(dt.UTC).astimezone(zone).replace(tzinfo=None)
+        if back != local:
+            return f"this local time does not exist in {timezone} (clocks were set forward)"
+        return f"this local time occurs twice in {timezone} (clocks were set back)"
+    return None
 
 
 def _bisect_failures(rows: list[int], convertible) -> list[int]:

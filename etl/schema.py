@@ -112,7 +112,10 @@ def merge_inferred(left: str, right: str) -> str:
 
 
 def pinned_spec(spec: DatasetSpec, columns: list[Column]) -> DatasetSpec:
-    """Return `spec` with every column's type written out, for the user to pin."""
+    """Return `spec` with every column's type written out, for the user to pin.
+
+    Key columns are written as non-nullable, which is how every run treats them.
+    """
     pinned = []
     for column in columns:
         declared = spec.column(column.name)
@@ -120,7 +123,7 @@ def pinned_spec(spec: DatasetSpec, columns: list[Column]) -> DatasetSpec:
             ColumnSpec(
                 column.name,
                 column.type,
-                column.nullable,
+                column.nullable and column.name not in spec.key,
                 declared.missing if declared else None,
                 column.encoding,
                 column.timezone,

@@ -19,7 +19,6 @@ parses exactly as one worker would, and a warning names its first stray quote's 
 from __future__ import annotations
 
 import csv
-import io
 import itertools
 import logging
 import mmap
@@ -72,22 +71,18 @@ def read_header(path: str | Path, *, delimiter: str, quote: str) -> Header:
             size = path.stat().st_size
             head = handle.read(SCAN_WINDOW)
             offset = len(BOM) if head.startswith(BOM) else 0
-            end = _first_record_end(head, offset, quote.encode())
-            while end is None and len(head) < size:
-                head += handle.read(SCAN_WINDOW)
-                end = _first_record_end(head, offset, quote.encode())
+            names, end = _first_record(head, offset, delimiter, quote, complete=len(head) >= size)
+            while end is None:
+                more = handle.read(SCAN_WINDOW)
+                head += more
+                names, end = _first_record(head, offset, delimiter, quote,
+                                           complete=not more or len(head) >= size)
     except OSError as error:
         raise SourceError(f"{path}: cannot read source file: {error.strerror}") from error
-    if end is None:
-        end = len(head)
-    try:
-        text = head[offset:end].decode("utf-8")
     except UnicodeDecodeError as error:
         raise SourceError(f"{path}: line 1: the header is not valid UTF-8 ({error.reason})") from error
-    rows = list(csv.reader(io.StringIO(text, newline=""), delimiter=delimiter, quotechar=quote))
-    if not rows or not rows[0] or rows[0] == [""]:
+    if not names or names == [""]:
         raise SourceError(f"{path}: line 1: missing header line naming the columns")
-    names = rows[0]
     trailing = len(names) > 1 and names[-1] == ""
     if trailing:
         names = names[:-1]
@@ -98,15 +93,35 @@ def read_header(path: str | Path, *, delimiter: str, quote: str) -> Header:
     return Header(names=names, data_start=end, size=size, trailing_delimiter=trailing)
 
 
-def _first_record_end(data: bytes, offset: int, quote: bytes) -> int | None:
-    inside = False
-    for position in range(offset, len(data)):
-        byte = data[position : position + 1]
-        if byte == quote:
-            inside = not inside
-        elif byte == b"\n" and not inside:
-            return position + 1
-    return None
+def _first_record(data: bytes, offset: int, delimiter: str, quote: str, *,
+                  complete: bool) -> tuple[list[str], int | None]:
+    """Return the first record of `data[offset:]` and the offset just after it.
+
+    The record is parsed as the shard parser reads records, so a quote inside an unquoted
+    header field is literal text, and a quoted field may span lines. Unless `complete` is
+    true (`data` is the whole file), only whole lines are read, and the end is None when the
+    record needs more of the file.
+    """
+    consumed = offset
+    exhausted = False
+
+    def lines():
+        nonlocal consumed, exhausted
+        while consumed < len(data):
+            stop = data.find(b"\n", consumed)
+            if stop < 0 and not complete:
+                break  # a partial line, maybe cut inside a UTF-8 character
+            stop = len(data) if stop < 0 else stop + 1
+            line = data[consumed:stop].decode("utf-8")
+            consumed = stop
+            yield line
+        exhausted = True
+
+    # The reader asks for a line only while its record is unfinished.
+    record = next(csv.reader(lines(), delimiter=delimiter, quotechar=quote, strict=False), [])
+    if exhausted and not complete:
+        return record, None
+    return record, consumed
 
 
 @dataclass(frozen=True)

@@ -210,7 +210,8 @@ def parse_spec(raw: Any, *, origin: str = "<spec>") -> DatasetSpec:
             raise fail(f"{label} must be a mapping such as {{name: x, type: int64}}")
         extra = set(item) - COLUMN_KEYS
         if extra:
-            raise fail(f"{label}: unknown field(s) {sorted(extra)}; allowed: {sorted(COLUMN_KEYS)}")
+            named = f"column {item['name']!r}" if isinstance(item.get("name"), str) else label
+            raise fail(f"{named}: unknown field(s) {sorted(extra)}; allowed: {sorted(COLUMN_KEYS)}")
         column_name = item.get("name")
         if not isinstance(column_name, str) or not column_name or column_name.startswith("__"):
             raise fail(

@@ -24,6 +24,14 @@ def etl(spec: Path, root: Path, sources: Path, *extra: str, check: bool = True):
                    str(sources), "--no-progress", "--workers", "2", *extra, check=check)
 
 
+def failed_run(tmp_path: Path, csv_bytes: bytes, spec_text: str) -> str:
+    """Run the ETL on one source file, check that it fails with exit 1, return its stderr."""
+    sources, spec, root = setup(tmp_path, csv_bytes, spec_text)
+    result = etl(spec, root, sources, check=False)
+    assert result.returncode == 1, result.stderr
+    return result.stderr
+
+
 SPEC = """\
 name: demo
 sources: [data.csv]
@@ -133,10 +141,8 @@ def test_rejects_identical_for_any_shard_size(tmp_path):
 def test_missing_value_in_non_nullable_column(tmp_path):
     spec_text = SPEC.replace("{name: text, type: string}", "{name: text, type: string, "
                              "nullable: false, missing: [\"\"]}")
-    sources, spec, root = setup(tmp_path, b"n,text\n1,a\n2,\n", spec_text)
-    result = etl(spec, root, sources, check=False)
-    assert result.returncode == 1
-    assert "line 3, column 'text': missing value in a non-nullable column" in result.stderr
+    stderr = failed_run(tmp_path, b"n,text\n1,a\n2,\n", spec_text)
+    assert "line 3, column 'text': missing value in a non-nullable column" in stderr
 
 
 def test_duplicate_keys_rejected_unless_allowed(tmp_path):
@@ -192,9 +198,31 @@ def test_timestamps_in_named_time_zone(tmp_path):
     with open(tmp_path / "rejects.csv", newline="") as handle:
         rejects = list(csv.DictReader(handle))
     assert [(r["line"], r["column"]) for r in rejects] == [("4", "t"), ("5", "t"), ("6", "t")]
-    assert rejects[0]["reason"] == (
-        "invalid timestamp value '2013-11-03 01:30:00' for time zone America/New_York: expected "
-        "local time without a zone offset, not a time that daylight saving skips or repeats")
+    assert [r["reason"] for r in rejects] == [
+        ("invalid timestamp value '2013-11-03 01:30:00': this local time occurs twice in "
+        "America/New_York (clocks were set back)"),
+        ("invalid timestamp value '2013-03-10 02:30:00': this local time does not exist in "
+        "America/New_York (clocks were set forward)"),
+        ("invalid timestamp value '2013-01-01T05:00:00Z': the column's timezone is "
+        "America/New_York, so values carry no zone offset"),
+    ]
+
+
+def test_timestamp_without_offset_hints_at_timezone(tmp_path):
+    spec_text = "name: demo\nsources: [data.csv]\nkey: [n]\ncolumns:\n" \
+                "  - {name: n, type: int64}\n  - {name: t, type: timestamp}\n"
+    stderr = failed_run(tmp_path, b"n,t\n1,2013-01-01 05:00:00\n", spec_text)
+    assert ("line 2, column 't': invalid timestamp value '2013-01-01 05:00:00': it has no zone "
+            "offset; add one (such as Z) or declare the column's timezone") in stderr
+
+
+def test_missing_value_named_when_no_column_is_nullable(tmp_path):
+    # No nullable typed column: the reader converts with no null markers at all, and the
+    # reason must still be "missing value", not "invalid".
+    spec_text = "name: demo\nsources: [data.csv]\nkey: [n]\nmissing: [NA]\ncolumns:\n" \
+                "  - {name: n, type: int64}\n  - {name: v, type: int64, nullable: false}\n"
+    stderr = failed_run(tmp_path, b"n,v\n1,NA\n2,5\n", spec_text)
+    assert "line 2, column 'v': missing value in a non-nullable column" in stderr
 
 
 def test_composite_key_sorted_by_utf8_bytes(tmp_path):

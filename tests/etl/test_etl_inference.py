@@ -30,6 +30,8 @@ def test_types_inferred_over_all_shards(tmp_path):
     types = {c.name: c.type for c in pinned.columns}
     assert types == {"k": "int64", "count": "int64", "ratio": "float64", "flag": "bool",
                      "day": "date", "stamp": "timestamp", "label": "string"}
+    nullable = {c.name for c in pinned.columns if c.nullable}
+    assert nullable == {"count", "ratio", "flag", "day", "stamp", "label"}  # not the key, k
     rows = read_rows(root / "guess")
     assert rows["ratio"][1999] == 0.5
     assert rows["count"][2000] is None

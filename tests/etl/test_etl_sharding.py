@@ -10,7 +10,7 @@ import random
 import pytest
 from etl_helpers import column_bytes, current_dir, read_rows, write_spec
 
-from etl import assemble, sortkey
+from etl import assemble, sharding, sortkey
 from etl.engine import RunOptions, run
 from etl.sharding import plan_shards, read_header
 
@@ -62,6 +62,30 @@ def test_bom_and_crlf_header(tmp_path):
     header = read_header(path, delimiter=",", quote='"')
     assert header.names == ["a", "b"]
     assert header.data_start == 3 + len(b"a,b\r\n")
+
+
+@pytest.mark.parametrize(("head", "names"), [
+    (b'id,height_in",x\n', ["id", 'height_in"', "x"]),     # a quote inside an unquoted name
+    (b'id,"two\nlines",x\n', ["id", "two\nlines", "x"]),  # a quoted name across lines
+    (b'id,"say ""hi""",x\n', ["id", 'say "hi"', "x"]),
+])
+def test_header_parsed_like_records(tmp_path, head, names):
+    path = tmp_path / "input.csv"
+    path.write_bytes(head + b"1,2,3\n4,5,6\n")
+    header = read_header(path, delimiter=",", quote='"')
+    assert header.names == names
+    assert header.data_start == len(head)
+
+
+def test_long_header_read_in_windows(tmp_path, monkeypatch):
+    # A header longer than the read window, with a two-byte character across a window edge.
+    monkeypatch.setattr(sharding, "SCAN_WINDOW", 7)
+    head = 'alpha,"b\nä",ééé,"q ""x"""\n'.encode()
+    path = tmp_path / "input.csv"
+    path.write_bytes(head + b"1,2,3,4\n")
+    header = read_header(path, delimiter=",", quote='"')
+    assert header.names == ["alpha", "b\nä", "ééé", 'q "x"']
+    assert header.data_start == len(head)
 
 
 SPEC = """\

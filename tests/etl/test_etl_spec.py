@@ -33,6 +33,7 @@ def test_column_missing_overrides_default():
         ({"sources": []}, "'sources'"),
         ({"format": "xlsx"}, "'format' 'xlsx' is not supported"),
         ({"colour": 1}, "unknown field(s) ['colour']"),
+        ({"columns": [{"name": "t", "time_zone": "UTC"}]}, "column 't': unknown field(s)"),
         ({"columns": [{"name": "a", "type": "int128"}]}, "type 'int128' is unknown"),
         ({"columns": [{"name": "a"}, {"name": "a"}]}, "declared twice"),
         ({"columns": [{"name": "a", "nullable": "no"}]}, "'nullable' must be true or false"),
