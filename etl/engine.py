@@ -574,10 +574,13 @@ def run_shard_part(options: RunOptions) -> Summary:
     temporary.write_text(json.dumps({"shards": len(shards),
                                      "outcomes": [asdict(o) for o in outcomes]}))
     os.replace(temporary, marker)
+    # Nothing is published until the merge, which also applies the reject limit to the whole
+    # dataset, so this summary counts parsed rows only.
     rows = sum(o.rows for o in outcomes)
-    return Summary(spec.name, None, False, sum(o.records for o in outcomes), rows,
+    return Summary(spec.name, None, False, sum(o.records for o in outcomes), 0,
                    sum(o.reject_count for o in outcomes), time.monotonic() - started,
-                   options.workers, {"shard_index": index, "shard_count": count,
+                   options.workers, {"rows_parsed": rows, "shard_index": index,
+                                     "shard_count": count,
                                      "staging": str(work_dir)})
 
 
@@ -590,14 +593,17 @@ def merge(options: RunOptions) -> Summary:
     work_dir = shard_run_dir(spec, sources, dataset_dir, count)
     with publish.dataset_lock(dataset_dir):
         outcomes: list[ShardOutcome] = []
+        missing = [index for index in range(count)
+                   if not (work_dir / f"done-{index}.json").is_file()]
+        if missing:
+            listed = ", ".join(str(index) for index in missing)
+            raise DataError(
+                f"shard process(es) {listed} of {count} have not finished: no done-<index>.json "
+                f"in {work_dir}; run `rodata-etl run ... --shard-index I --shard-count {count}` "
+                "for each before merging"
+            )
         for index in range(count):
             marker = work_dir / f"done-{index}.json"
-            if not marker.is_file():
-                raise DataError(
-                    f"shard process {index} of {count} has not finished: {marker} is missing; "
-                    "run `rodata-etl run ... --shard-index "
-                    f"{index} --shard-count {count}` before merging"
-                )
             for item in json.loads(marker.read_text())["outcomes"]:
                 item["rejects"] = [Reject(**r) for r in item["rejects"]]
                 outcomes.append(ShardOutcome(**item))
@@ -622,7 +628,12 @@ def merge(options: RunOptions) -> Summary:
                 workers=options.workers,
             )
             killed = False
+            keep = set()
             return summary
         finally:
             pool.close(kill=killed)
-            publish.clean_staging(dataset_dir, quiet=True)
+            # A failed merge keeps the shard outputs, so that a merge with a higher
+            # --max-rejects, or after a full disk is cleared, does not parse everything again.
+            if keep:
+                log.info("%s: shard outputs kept in %s for the next merge", spec.name, work_dir)
+            publish.clean_staging(dataset_dir, keep=keep, quiet=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -55,12 +56,40 @@ def test_merge_before_all_shards_fails(tmp_path, nycflights13_dir):
     spec = str(SPEC_DIR / "airlines.yaml")
     root = tmp_path / "root"
     run_etl("run", "--spec", spec, "--data-root", str(root), "--source-dir",
-            str(nycflights13_dir), "--shard-count", "2", "--shard-index", "0")
+            str(nycflights13_dir), "--shard-count", "3", "--shard-index", "0")
     result = run_etl("merge", "--spec", spec, "--data-root", str(root), "--source-dir",
-                     str(nycflights13_dir), "--shard-count", "2", check=False)
+                     str(nycflights13_dir), "--shard-count", "3", check=False)
     assert result.returncode == 1
-    assert "shard process 1 of 2 has not finished" in result.stderr
+    assert "shard process(es) 1, 2 of 3 have not finished" in result.stderr
     assert current_dir(root / "airlines") is None
+
+
+def test_failed_merge_keeps_shard_outputs(tmp_path):
+    # Two bad records over the whole dataset: each shard run reports its own, the merge
+    # applies the limit, and a second merge with a higher limit needs no shard run again.
+    sources = tmp_path / "src"
+    sources.mkdir()
+    lines = ["k,v"] + [f"{i},{'bad' if i in (5, 900) else i}" for i in range(1000)]
+    (sources / "data.csv").write_text("\n".join(lines) + "\n")
+    spec = tmp_path / "spec.yaml"
+    spec.write_text("name: demo\nsources: [data.csv]\nkey: [k]\ncolumns:\n"
+                    "  - {name: k, type: int64}\n  - {name: v, type: int64}\n")
+    common = ["--spec", str(spec), "--data-root", str(tmp_path / "root"), "--source-dir",
+              str(sources), "--shard-count", "2", "--shard-mib", "0.001", "--no-progress"]
+    parsed = 0
+    for index in ("0", "1"):
+        summary = json.loads(run_etl("run", *common, "--shard-index", index).stdout)
+        assert summary["rows_published"] == 0
+        parsed += summary["rows_parsed"]
+    assert parsed == 998
+
+    failed = run_etl("merge", *common, check=False)
+    assert failed.returncode == 1
+    assert "2 record(s) rejected, more than the limit of 0" in failed.stderr
+    assert current_dir(tmp_path / "root" / "demo") is None
+
+    merged = json.loads(run_etl("merge", *common, "--max-rejects", "2").stdout)
+    assert merged["rows_published"] == 998
 
 
 def test_sharded_run_needs_pinned_types(tmp_path, nycflights13_dir):
