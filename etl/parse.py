@@ -311,8 +311,12 @@ def _bad_values(values: list[str], column: Column, plan: CsvReadPlan) -> list[tu
 
 
 def _invalid_value_reason(value: str, column: Column) -> str:
-    """Return why `value` does not fit `column`, with a hint for timestamps."""
+    """Return why `value` does not fit `column`, with a hint for empty fields and timestamps."""
     reason = f"invalid {column.type} value {value[:MAX_REJECT_TEXT]!r}"
+    if value == "":
+        # A column's own `missing` list replaces the default [""], which surprises users.
+        return (f"{reason}: an empty field, and this column's missing markers are "
+                f"{list(column.missing)}; add \"\" to them if it means missing")
     if column.type != "timestamp":
         return reason
     try:

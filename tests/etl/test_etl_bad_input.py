@@ -208,6 +208,14 @@ def test_timestamps_in_named_time_zone(tmp_path):
     ]
 
 
+def test_empty_field_reason_lists_markers(tmp_path):
+    spec_text = "name: demo\nsources: [data.csv]\nkey: [n]\ncolumns:\n  - {name: n, type: int64}\n" \
+                "  - {name: v, type: int64, missing: [NA]}\n"
+    stderr = failed_run(tmp_path, b"n,v\n1,NA\n2,\n", spec_text)
+    assert ("line 3, column 'v': invalid int64 value '': an empty field, and this column's "
+            "missing markers are ['NA']; add \"\" to them if it means missing") in stderr
+
+
 def test_timestamp_without_offset_hints_at_timezone(tmp_path):
     spec_text = "name: demo\nsources: [data.csv]\nkey: [n]\ncolumns:\n" \
                 "  - {name: n, type: int64}\n  - {name: t, type: timestamp}\n"
