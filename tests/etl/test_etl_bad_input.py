@@ -208,29 +208,23 @@ def test_timestamps_in_named_time_zone(tmp_path):
     ]
 
 
-def test_empty_field_reason_lists_markers(tmp_path):
-    spec_text = "name: demo\nsources: [data.csv]\nkey: [n]\ncolumns:\n  - {name: n, type: int64}\n" \
-                "  - {name: v, type: int64, missing: [NA]}\n"
-    stderr = failed_run(tmp_path, b"n,v\n1,NA\n2,\n", spec_text)
-    assert ("line 3, column 'v': invalid int64 value '': an empty field, and this column's "
-            "missing markers are ['NA']; add \"\" to them if it means missing") in stderr
-
-
-def test_timestamp_without_offset_hints_at_timezone(tmp_path):
-    spec_text = "name: demo\nsources: [data.csv]\nkey: [n]\ncolumns:\n" \
-                "  - {name: n, type: int64}\n  - {name: t, type: timestamp}\n"
-    stderr = failed_run(tmp_path, b"n,t\n1,2013-01-01 05:00:00\n", spec_text)
-    assert ("line 2, column 't': invalid timestamp value '2013-01-01 05:00:00': it has no zone "
-            "offset; add one (such as Z) or declare the column's timezone") in stderr
-
-
-def test_missing_value_named_when_no_column_is_nullable(tmp_path):
-    # No nullable typed column: the reader converts with no null markers at all, and the
-    # reason must still be "missing value", not "invalid".
-    spec_text = "name: demo\nsources: [data.csv]\nkey: [n]\nmissing: [NA]\ncolumns:\n" \
-                "  - {name: n, type: int64}\n  - {name: v, type: int64, nullable: false}\n"
-    stderr = failed_run(tmp_path, b"n,v\n1,NA\n2,5\n", spec_text)
-    assert "line 2, column 'v': missing value in a non-nullable column" in stderr
+@pytest.mark.parametrize(("spec_tail", "data", "reason"), [
+    # A column's own missing list replaces the default [""].
+    ("  - {name: v, type: int64, missing: [NA]}\n", b"n,v\n1,NA\n2,\n",
+     ("line 3, column 'v': invalid int64 value '': an empty field, and this column's missing "
+     "markers are ['NA']; add \"\" to them if it means missing")),
+    ("  - {name: v, type: timestamp}\n", b"n,v\n1,2013-01-01 05:00:00\n",
+     ("line 2, column 'v': invalid timestamp value '2013-01-01 05:00:00': it has no zone offset; "
+     "add one (such as Z) or declare the column's timezone")),
+    # The reader's shared markers ([""], from column n) are not v's own ([NA]); the reason
+    # must still be "missing value", not "invalid".
+    ("  - {name: v, type: int64, nullable: false, missing: [NA]}\n", b"n,v\n1,NA\n2,5\n",
+     "line 2, column 'v': missing value in a non-nullable column"),
+])
+def test_reject_reason_names_cause(tmp_path, spec_tail, data, reason):
+    spec_text = ("name: demo\nsources: [data.csv]\nkey: [n]\ncolumns:\n"
+                 "  - {name: n, type: int64}\n" + spec_tail)
+    assert reason in failed_run(tmp_path, data, spec_text)
 
 
 def test_composite_key_sorted_by_utf8_bytes(tmp_path):
