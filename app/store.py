@@ -325,7 +325,7 @@ class Store:
 
         With `load_first`, the first load finishes before this returns, so the caller starts
         serving with its generations in place. Several worker processes share one socket, and a
-        200 from /readyz in one of them says nothing about the others, so each worker loads first.
+        200 from /readyz in one of them tells nothing about the others, so each worker loads first.
         """
         if load_first:
             try:

@@ -1,4 +1,4 @@
-"""Where rows came from: the source file and line of the rows that share a key.
+"""Row locations for error messages: the source file and line of the rows that share a key.
 
 Only a failing run needs this (a duplicate key that the spec does not allow). It therefore
 re-reads the shard files and sources, because carrying line numbers through parsing would slow
@@ -7,7 +7,6 @@ every run.
 
 from __future__ import annotations
 
-import csv
 import io
 from collections.abc import Sequence
 
@@ -16,7 +15,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from etl.assemble import ColumnTask, shard_key_table
-from etl.parse import RECORD_COLUMN
+from etl.parse import RECORD_COLUMN, csv_records
 from etl.sharding import first_line_number
 from etl.shardwork import ShardOutcome
 
@@ -68,18 +67,10 @@ def record_line(path: str, start: int, record: int, *, delimiter: str, quote: st
     with open(path, "rb") as raw:
         raw.seek(start)
         text = io.TextIOWrapper(raw, encoding="utf-8", errors="surrogateescape", newline="")
-        reader = csv.reader(text, delimiter=delimiter, quotechar=quote, doublequote=True,
-                            strict=False)
-        previous_line = 0
-        seen = 0
-        for fields in reader:
-            line = first_line + previous_line
-            previous_line = reader.line_num
-            if not fields:
-                continue
-            if seen == record:
+        records = csv_records(text, delimiter=delimiter, quote=quote, first_line=first_line)
+        for index, (line, _fields) in enumerate(records):
+            if index == record:
                 return line
-            seen += 1
     raise ValueError(f"{path}: record {record} not found in the shard that starts at byte {start}")
 
 

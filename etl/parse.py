@@ -23,6 +23,7 @@ import datetime as dt
 import io
 import re
 from collections import Counter
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from zoneinfo import ZoneInfo
 
@@ -203,29 +204,38 @@ def read_shard(
     return ShardTable(table, records)
 
 
+def csv_records(text: Iterable[str], *, delimiter: str, quote: str,
+                first_line: int) -> Iterator[tuple[int, list[str]]]:
+    """Yield (line, fields) for each record of `text`, `line` being the file line it starts on.
+
+    `first_line` is the file line of the text's first character. Blank lines are not records,
+    and a quoted field may span several lines.
+    """
+    reader = csv.reader(text, delimiter=delimiter, quotechar=quote, doublequote=True,
+                        strict=False)
+    previous_line = 0
+    for fields in reader:
+        line = first_line + previous_line
+        previous_line = reader.line_num
+        if fields:
+            yield line, fields
+
+
 def read_slow(
     data: bytes, plan: CsvReadPlan, *, trailing: bool, path: str, first_line: int
 ) -> ShardTable:
     """Split `data` into records, reject the bad ones and type the good ones like read_fast."""
     text = bytes(data).decode("utf-8", errors="surrogateescape")
-    reader = csv.reader(
-        io.StringIO(text, newline=""), delimiter=plan.delimiter, quotechar=plan.quote,
-        doublequote=True, strict=False,
-    )
+    records = csv_records(io.StringIO(text, newline=""), delimiter=plan.delimiter,
+                          quote=plan.quote, first_line=first_line)
     expected = len(plan.names) + (1 if trailing else 0)
     rejects: list[Reject] = []
     good: list[list[str]] = []
     good_index: list[int] = []
     good_line: list[int] = []
-    record = 0
-    previous_line = 0
-    for fields in reader:
-        line = first_line + previous_line
-        previous_line = reader.line_num
-        if not fields:
-            continue
-        index = record
-        record += 1
+    record_count = 0
+    for index, (line, fields) in enumerate(records):
+        record_count = index + 1
         if len(fields) != expected or (trailing and fields[-1] != ""):
             rejects.append(Reject(path, line, "", (
                 f"expected {len(plan.names)} fields"
@@ -266,7 +276,7 @@ def read_slow(
         # The per-value checks below mirror the reader; a disagreement is a bug, not bad data.
         raise RuntimeError(f"{path}: rows passed the value checks but failed to parse: {error}")
     indexes = pa.array(np.asarray([good_index[row] for row in kept], dtype=np.int64))
-    return ShardTable(table.append_column(RECORD_COLUMN, indexes), record, rejects)
+    return ShardTable(table.append_column(RECORD_COLUMN, indexes), record_count, rejects)
 
 
 def _has_surrogate(value: str) -> bool:
